@@ -1,0 +1,43 @@
+"""The one exception tree of swarm.
+
+Every error says what happened and what the user can do about it, in one line, so that
+the CLI can print ``str(error)`` and exit. Errors from libraries (wasmtime, libp2p,
+sqlite, msgpack) are translated at the adapter that calls them, with ``raise ... from``.
+
+    SwarmError                    root; ``retryable`` tells a requester whether to re-award
+    ├── ConfigError               bad flags, settings or job spec; fix the input
+    ├── MountError                an input mount that cannot be provided
+    ├── ModuleError               a module that is not a runnable WASI command module
+    ├── ExecutorError             the sandbox itself failed (worker died); retryable
+    └── ProtocolError             bytes from the network that are not a valid message
+"""
+
+from __future__ import annotations
+
+
+class SwarmError(Exception):
+    """Root of every error swarm raises on purpose."""
+
+    retryable: bool = False
+
+
+class ConfigError(SwarmError):
+    """Bad flags, settings or job spec: the user has to change the input."""
+
+
+class MountError(SwarmError):
+    """An input mount that cannot be provided (missing path, clash of guest paths)."""
+
+
+class ModuleError(SwarmError):
+    """The module is not a runnable WASI preview-1 command module."""
+
+
+class ExecutorError(SwarmError):
+    """The sandbox itself failed, not the guest: another attempt may succeed."""
+
+    retryable = True
+
+
+class ProtocolError(SwarmError):
+    """Bytes that do not decode into a valid message. Dropped and counted, never fatal."""
