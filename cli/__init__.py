@@ -1,0 +1,1 @@
+"""The `swarm` command line: thin typer commands over `swarm.client` and the library."""
