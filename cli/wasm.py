@@ -29,7 +29,10 @@ def exec_(
     module: Path = typer.Argument(..., help="The .wasm module to run."),
     args: list[str] = typer.Argument(None, help="Arguments for the module (after --)."),
     inputs: list[str] = typer.Option(
-        [], "--input", "-i", metavar="SRC[:DST]",
+        [],
+        "--input",
+        "-i",
+        metavar="SRC[:DST]",
         help="Mount a local file or directory (file:///abs/path or a path) read-only at DST "
         "(default /inputs). Add :rw to make it writable.",
     ),
@@ -51,12 +54,13 @@ def exec_(
         mounts = tuple(parse_input(text).to_mount() for text in inputs)
         environment = tuple(parse_env(text) for text in env)
         result_dir = output_dir or Path(f"exec-{uuid.uuid4().hex[:8]}")
+        guest_args = module_args(args)
         result = trio.run(
             lambda: exec_module(
                 module,
                 result_dir,
                 mounts=mounts,
-                args=tuple(args or ()),
+                args=guest_args,
                 env=environment,
                 entry_point=entry_point,
                 limits=limits,
@@ -70,6 +74,12 @@ def exec_(
         print(f"swarm: {result.status}: {result.message or 'see stderr'}", file=sys.stderr)
     print(f"swarm: results in {result_dir}/ (stdout, stderr, exitCode, outputs/)", file=sys.stderr)
     raise typer.Exit(result.shell_exit_code)
+
+
+def module_args(args: list[str] | None) -> tuple[str, ...]:
+    """ARGS after MODULE; options stop at MODULE, so a first `--` is only a separator."""
+    args = list(args or ())
+    return tuple(args[1:] if args[:1] == ["--"] else args)
 
 
 async def _to_terminal(chunk: OutputChunk) -> None:

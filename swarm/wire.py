@@ -71,7 +71,9 @@ class FrameDecoder:
         while len(self._buffer) >= _LEN.size:
             (length,) = _LEN.unpack_from(self._buffer)
             if length > self.max_frame:
-                raise ProtocolError(f"frame of {length} bytes exceeds the limit of {self.max_frame}")
+                raise ProtocolError(
+                    f"frame of {length} bytes exceeds the limit of {self.max_frame}"
+                )
             end = _LEN.size + length
             if len(self._buffer) < end:
                 break

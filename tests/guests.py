@@ -104,8 +104,15 @@ def flood(fd: int = 1) -> bytes:
     )
 
 
-def open_probe(dirfd: int, path: str, *, create: bool = False, truncate: bool = False,
-               write: bool = False, follow: bool = True) -> bytes:
+def open_probe(
+    dirfd: int,
+    path: str,
+    *,
+    create: bool = False,
+    truncate: bool = False,
+    write: bool = False,
+    follow: bool = True,
+) -> bytes:
     """Opens ``path`` relative to preopen ``dirfd`` and exits with the WASI errno (0 = ok).
 
     With ``write`` it also writes 4 bytes to the opened file.
@@ -143,4 +150,6 @@ def no_start() -> bytes:
 
 
 def foreign_import() -> bytes:
-    return wasmtime.wat2wasm('(module (import "env" "launch_missiles" (func)) (func (export "_start")))')
+    return wasmtime.wat2wasm(
+        '(module (import "env" "launch_missiles" (func)) (func (export "_start")))'
+    )

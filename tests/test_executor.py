@@ -186,7 +186,9 @@ async def test_escape_attempts_are_refused(executor, module, tmp_path, inputs, p
 
 
 async def test_inputs_are_read_only_unless_asked(executor, module, tmp_path, inputs):
-    readable = await executor.run(spec(tmp_path, module(guests.open_probe(3, "a.txt")), mounts=(Mount(inputs),)))
+    readable = await executor.run(
+        spec(tmp_path, module(guests.open_probe(3, "a.txt")), mounts=(Mount(inputs),))
+    )
     assert readable.exit_code == 0
     for probe in (
         guests.open_probe(3, "new.txt", create=True, write=True),
@@ -198,8 +200,11 @@ async def test_inputs_are_read_only_unless_asked(executor, module, tmp_path, inp
     assert (inputs / "a.txt").read_text() == "original"
     assert not (inputs / "new.txt").exists()
     writable = await executor.run(
-        spec(tmp_path, module(guests.open_probe(3, "new.txt", create=True, write=True)),
-             mounts=(Mount(inputs, writable=True),))
+        spec(
+            tmp_path,
+            module(guests.open_probe(3, "new.txt", create=True, write=True)),
+            mounts=(Mount(inputs, writable=True),),
+        )
     )
     assert writable.exit_code == 0 and (inputs / "new.txt").exists()
 
@@ -217,7 +222,9 @@ async def test_a_file_mount_appears_under_its_target(executor, module, tmp_path,
 
 async def test_missing_input_is_a_mount_error(executor, module, tmp_path):
     with pytest.raises(MountError, match="does not exist"):
-        await executor.run(spec(tmp_path, module(guests.hello()), mounts=(Mount(tmp_path / "nope"),)))
+        await executor.run(
+            spec(tmp_path, module(guests.hello()), mounts=(Mount(tmp_path / "nope"),))
+        )
 
 
 async def test_cancelling_the_caller_stops_the_guest_promptly(executor, module, tmp_path):
@@ -285,7 +292,9 @@ async def test_hostile_guests_leave_the_executor_healthy(executor, module, tmp_p
         for guest in hostile:
             nursery.start_soon(
                 executor.run,
-                spec(tmp_path, module(guest), limits=Limits(timeout=0.5, memory=32 * MiB, stderr=MiB)),
+                spec(
+                    tmp_path, module(guest), limits=Limits(timeout=0.5, memory=32 * MiB, stderr=MiB)
+                ),
             )
     result = await executor.run(spec(tmp_path, module(guests.hello())))
     assert result.status == RunStatus.COMPLETED

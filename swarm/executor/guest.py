@@ -173,12 +173,16 @@ def run_guest(
     store = wasmtime.Store(linker.engine)
     store.set_wasi(wasi)  # without it a WASI module aborts the whole process
     memory_cap = request["memory"]
-    store.set_limits(memory_size=memory_cap, table_elements=1 << 20, instances=8, tables=16, memories=4)
+    store.set_limits(
+        memory_size=memory_cap, table_elements=1 << 20, instances=8, tables=16, memories=4
+    )
     watchdog.arm(store, request["timeout"])
 
     exit_code, status, message, instance = None, "failed", "", None
     started = time.perf_counter()
-    with _file_size_limit(max(request["outputs_cap"], request["stdout_cap"], request["stderr_cap"]) + 1):
+    with _file_size_limit(
+        max(request["outputs_cap"], request["stdout_cap"], request["stderr_cap"]) + 1
+    ):
         try:
             instance = linker.instantiate(store, loaded.module)
             instance.exports(store)[request["entry"]](store)

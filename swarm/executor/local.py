@@ -12,7 +12,6 @@ from pathlib import Path
 import trio
 
 from swarm.concurrency import open_nursery
-
 from swarm.errors import ConfigError
 from swarm.executor.pool import open_executor
 from swarm.executor.spec import Limits, Mount, OutputChunk, RunResult, RunSpec
@@ -37,7 +36,9 @@ async def exec_module(
         raise ConfigError(f"module {module} does not exist: build it first, or check the path")
     outputs = result_dir / OUTPUTS
     if outputs.exists() and any(outputs.iterdir()):
-        raise ConfigError(f"{result_dir} already holds results: choose another output folder with -o")
+        raise ConfigError(
+            f"{result_dir} already holds results: choose another output folder with -o"
+        )
     outputs.mkdir(parents=True, exist_ok=True)
     spec = RunSpec(
         module=module,

@@ -14,9 +14,9 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from importlib import metadata
 from collections import OrderedDict
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import wasmtime
@@ -116,7 +116,9 @@ class ModuleCache:
         return module
 
 
-def compile_module(engine: wasmtime.Engine, data: bytes, *, name: str = "module") -> wasmtime.Module:
+def compile_module(
+    engine: wasmtime.Engine, data: bytes, *, name: str = "module"
+) -> wasmtime.Module:
     """Compile ``data``, or raise ModuleError saying why it cannot run here."""
     if data.startswith(_COMPONENT_HEADER):
         raise ModuleError(

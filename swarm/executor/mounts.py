@@ -36,7 +36,9 @@ def normalize_target(target: str) -> str:
     if normal == "/":
         raise MountError("cannot mount over the guest's root '/': choose a directory like /inputs")
     if normal == OUTPUTS_TARGET or normal.startswith(OUTPUTS_TARGET + "/"):
-        raise MountError(f"{OUTPUTS_TARGET} is the job's own output directory: mount inputs elsewhere")
+        raise MountError(
+            f"{OUTPUTS_TARGET} is the job's own output directory: mount inputs elsewhere"
+        )
     return normal
 
 
@@ -52,7 +54,9 @@ def plan_preopens(mounts: tuple[Mount, ...], staging: Path) -> list[Preopen]:
             raise MountError(f"input {mount.source} does not exist or cannot be read") from exc
         if source.is_dir():
             if target in dirs or target in files:
-                raise MountError(f"two inputs are mounted at {target}: give each its own guest path")
+                raise MountError(
+                    f"two inputs are mounted at {target}: give each its own guest path"
+                )
             dirs[target] = Preopen(str(source), target, mount.writable)
         elif source.is_file():
             # A file mounted at the default /inputs, or at a top-level directory like /data,
@@ -61,7 +65,9 @@ def plan_preopens(mounts: tuple[Mount, ...], staging: Path) -> list[Preopen]:
             if target == DEFAULT_INPUT_TARGET or guest_dir == "/":
                 guest_dir, name = target, source.name
             if guest_dir in dirs:
-                raise MountError(f"{mount.source} clashes with the directory mounted at {guest_dir}")
+                raise MountError(
+                    f"{mount.source} clashes with the directory mounted at {guest_dir}"
+                )
             entry = files.setdefault(guest_dir, {})
             if name in entry:
                 raise MountError(f"two inputs are mounted at {guest_dir}/{name}")

@@ -25,7 +25,6 @@ from typing import Any
 import trio
 
 from swarm.concurrency import open_nursery
-
 from swarm.errors import ExecutorError, ModuleError, ProtocolError
 from swarm.executor.guest import tree_size
 from swarm.executor.mounts import plan_preopens
@@ -101,7 +100,9 @@ class _WorkerProcess:
 class Executor:
     """Runs modules in the sandbox; at most ``max_workers`` at once."""
 
-    def __init__(self, nursery: trio.Nursery, *, cache_dir: Path | None, max_workers: int, warm: int):
+    def __init__(
+        self, nursery: trio.Nursery, *, cache_dir: Path | None, max_workers: int, warm: int
+    ):
         self._nursery = nursery
         self._cache_dir = cache_dir
         self._slots = trio.CapacityLimiter(max_workers)
@@ -109,7 +110,9 @@ class Executor:
         self._idle: list[_WorkerProcess] = []
         self._spawning = 0
 
-    async def run(self, spec: RunSpec, *, output: trio.MemorySendChannel | None = None) -> RunResult:
+    async def run(
+        self, spec: RunSpec, *, output: trio.MemorySendChannel | None = None
+    ) -> RunResult:
         """Run ``spec`` to its end; stdout/stderr chunks go to ``output`` as they come.
 
         Raises ModuleError (the module cannot run), MountError (an input cannot be
@@ -180,7 +183,7 @@ class Executor:
             RunResult(
                 status=RunStatus.TIMEOUT,
                 exit_code=None,
-                message=f"timed out after {limits.timeout:g}s (the guest was blocked in a host call)",
+                message=f"timed out after {limits.timeout:g}s (blocked in a host call)",
                 wall_seconds=time.perf_counter() - started,
                 stdout_bytes=delivered["stdout"],
                 stderr_bytes=delivered["stderr"],

@@ -119,7 +119,9 @@ def parse_size(text: str) -> int:
     """'512MiB', '512M', '1.5g', '4096' → bytes (binary units either way)."""
     match = _SIZE.match(text)
     if not match:
-        raise ConfigError(f"cannot read size {text!r}: use a number with an optional unit, like 512MiB or 2G")
+        raise ConfigError(
+            f"cannot read size {text!r}: use a number with an optional unit, like 512MiB or 2G"
+        )
     number, unit, _ = match.groups()
     return int(float(number) * _UNITS[unit.lower()])
 

@@ -86,7 +86,10 @@ class Worker:
             OutputSink("stderr", request["stderr_cap"], request["stderr_path"], self.emit),
         )
         watch = OutputsWatch(
-            request["outputs_dir"], request["outputs_cap"], request["output_files_cap"], self.watchdog
+            request["outputs_dir"],
+            request["outputs_cap"],
+            request["output_files_cap"],
+            self.watchdog,
         )
         self._active = (list(sinks), watch)
         try:

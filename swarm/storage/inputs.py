@@ -38,7 +38,9 @@ def parse_input(text: str) -> InputArg:
             break
     if "://" in rest and not rest.startswith(_LOCAL_SCHEME):
         scheme = rest.split("://", 1)[0]
-        raise ConfigError(f"input {text!r}: {scheme}:// sources are not supported here; use file:///path")
+        raise ConfigError(
+            f"input {text!r}: {scheme}:// sources are not supported here; use file:///path"
+        )
     path = rest.removeprefix(_LOCAL_SCHEME)
     target = DEFAULT_INPUT_TARGET
     head, sep, tail = path.rpartition(":")
