@@ -27,6 +27,7 @@ import wasmtime
 from wasmtime import _bindings, _ffi
 
 from swarm.executor.modules import LoadedModule
+from swarm.executor.spec import format_size
 
 TICK = 0.01  # seconds per epoch tick: timeout resolution
 Emit = Callable[[dict[str, Any]], None]
@@ -193,6 +194,7 @@ def run_guest(
             message = _first_line(exc)
             if watchdog.reason is not None:
                 status = watchdog.reason
+                message = _stop_message(watchdog.reason, request)
             elif instance is None and "memory" in message and "limit" in message.lower():
                 status = "out_of_memory"  # its declared minimum memory is over the cap
     wall = time.perf_counter() - started
@@ -203,14 +205,11 @@ def run_guest(
         status = "completed" if exit_code == 0 else "failed"
     if status == "failed" and memory_cap - memory_bytes < max(memory_cap // 8, 8 << 20):
         status = "out_of_memory"  # it failed with its memory at the cap: grow was refused
-        message = message or f"memory limit of {memory_cap} bytes reached"
+        message = message or f"memory limit of {format_size(memory_cap)} reached"
     outputs_bytes, entries = tree_size(request["outputs_dir"], request["output_files_cap"])
     if outputs_bytes > request["outputs_cap"] or entries > request["output_files_cap"]:
         status = "output_limit"
-        message = (
-            f"/outputs exceeded its cap of {request['outputs_cap']} bytes "
-            f"or {request['output_files_cap']} entries"
-        )
+        message = _stop_message("output_limit", request)
     return {
         "ev": "done",
         "status": status,
@@ -225,6 +224,15 @@ def run_guest(
         "memory_bytes": memory_bytes,
         "module_source": loaded.source,
     }
+
+
+def _stop_message(reason: str, request: dict[str, Any]) -> str:
+    if reason == "timeout":
+        return f"timed out after {request['timeout']:g}s"
+    return (
+        f"/outputs outgrew its cap of {format_size(request['outputs_cap'])} "
+        f"or {request['output_files_cap']} entries"
+    )
 
 
 class _file_size_limit:
