@@ -1,0 +1,1 @@
+"""The compute role: input checks, bidding, the execution queue and result streaming."""

@@ -1,0 +1,69 @@
+"""What this node can say about a job's inputs: the I/O half of the bid strategy.
+
+Every ``file://`` source is resolved with symlinks followed, and only the resolved path
+is checked against the allow-list, so a symlink inside an allowed folder that points
+outside it is refused. An allow-list pattern matches a path when the pattern's glob
+matches the path or one of its parent folders, one path component per pattern component
+(``*`` never crosses a ``/``). The part of a pattern before its first wildcard is itself
+resolved, so allow-listing ``/data`` where ``/data`` is a symlink allows its target.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable
+from fnmatch import fnmatchcase
+from pathlib import PurePosixPath
+
+from swarm.models import AllowedPath
+from swarm.placement import InputFacts
+
+_LOCAL_SCHEME = "file://"
+
+
+def input_facts(
+    sources: Iterable[str], allowed_paths: tuple[AllowedPath, ...]
+) -> dict[str, InputFacts]:
+    """Facts about each source on this host, keyed by the source URI."""
+    patterns = [(_resolved_pattern(p.pattern), p.writable) for p in allowed_paths]
+    return {source: _facts(source, patterns) for source in sources}
+
+
+def _facts(source: str, patterns: list[tuple[tuple[str, ...], bool]]) -> InputFacts:
+    if not source.startswith(_LOCAL_SCHEME):
+        return InputFacts(source=source, supported=False)
+    raw = source.removeprefix(_LOCAL_SCHEME)
+    if not raw.startswith("/") or "\x00" in raw:
+        return InputFacts(source=source, supported=True)
+    path = os.path.realpath(raw)  # follows every symlink, also in parent folders
+    parts = PurePosixPath(path).parts
+    matching = [writable for pattern, writable in patterns if _within(parts, pattern)]
+    if not matching:  # not even a stat outside the allow-list
+        return InputFacts(source=source, supported=True, path=path)
+    return InputFacts(
+        source=source,
+        supported=True,
+        path=path,
+        exists=os.path.exists(path),
+        allowed=True,
+        writable_allowed=any(matching),
+    )
+
+
+def _within(parts: tuple[str, ...], pattern: tuple[str, ...]) -> bool:
+    if len(parts) < len(pattern):
+        return False
+    return all(
+        fnmatchcase(part, glob_part) for part, glob_part in zip(parts, pattern, strict=False)
+    )
+
+
+def _resolved_pattern(pattern: str) -> tuple[str, ...]:
+    parts = PurePosixPath(os.path.abspath(pattern)).parts
+    static = 0
+    while static < len(parts) and not glob.has_magic(parts[static]):
+        static += 1
+    head = PurePosixPath(os.path.realpath(PurePosixPath(*parts[:static]))).parts
+    # Literal parts must match literally even if they hold characters like '[': escape them.
+    return tuple(glob.escape(part) for part in head) + parts[static:]

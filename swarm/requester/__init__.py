@@ -1,0 +1,1 @@
+"""The requester role: the job store (SQLite), the result store and orchestration."""

@@ -1,0 +1,385 @@
+"""The requester's job store: jobs, executions and their event log in SQLite.
+
+One file, ``<home>/jobs.db``, in WAL mode with ``synchronous=NORMAL``: a committed
+transaction is in the WAL before ``commit`` returns, so it survives the process being
+killed (``kill -9``); only a power cut can lose the last few. Every method runs in one
+explicit transaction on a single connection (guarded by a lock, so a caller may use
+``trio.to_thread``). State changes go through the tables in ``swarm.lifecycle`` and
+record an event in the same transaction, so the log and the state never disagree.
+
+The schema version is ``PRAGMA user_version``; a database from a newer swarm is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from swarm.errors import ConfigError, NotFound, StorageError
+from swarm.jobspec import JobSpec
+from swarm.lifecycle import (
+    ExecutionState,
+    JobState,
+    check_execution_transition,
+    check_job_transition,
+)
+
+JOBS_DB = "jobs.db"
+SCHEMA_VERSION = 1
+MIN_PREFIX = 4
+_PREFIX = re.compile(r"[0-9a-f-]+")
+
+_SCHEMA = """
+CREATE TABLE jobs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX jobs_by_created ON jobs (created);
+CREATE INDEX jobs_by_state ON jobs (state);
+CREATE TABLE executions (
+    id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL REFERENCES jobs (id),
+    node_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    exit_code INTEGER,
+    status TEXT,
+    message TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE INDEX executions_by_job ON executions (job_id);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    job_id TEXT NOT NULL REFERENCES jobs (id),
+    execution_id TEXT,
+    at REAL NOT NULL,
+    node_id TEXT,
+    kind TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX events_by_job ON events (job_id, id);
+"""
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    name: str
+    spec: JobSpec
+    state: JobState
+    reason: str  # why it is in this state, for the user ("no node accepted: ...")
+    created: float  # unix time
+    updated: float
+
+
+@dataclass(frozen=True)
+class ExecutionRecord:
+    id: str
+    job_id: str
+    node_id: str
+    state: ExecutionState
+    exit_code: int | None
+    status: str | None  # the sandbox's RunStatus, once known
+    message: str
+    created: float
+    updated: float
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    id: int
+    job_id: str
+    execution_id: str | None
+    at: float
+    node_id: str | None
+    kind: str  # "created", "state", "execution", "bid", "decline", ...
+    message: str
+
+
+class JobStore:
+    """Jobs, executions and events in ``path`` (usually ``<home>/jobs.db``)."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._clock = clock
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA busy_timeout = 5000")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the job store {path}: {exc}") from exc
+
+    def _migrate(self) -> None:
+        with self._transaction() as db:
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            if version > SCHEMA_VERSION:
+                raise StorageError(
+                    f"{self.path} was written by a newer swarm (schema {version}, this one "
+                    f"knows {SCHEMA_VERSION}): upgrade swarm or use another --home"
+                )
+            if version == 0:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> JobStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StorageError(f"job store {self.path} failed: {exc}") from exc
+
+    # Jobs
+
+    def create_job(self, spec: JobSpec) -> JobRecord:
+        """Persist a new pending job; it is committed when this returns."""
+        now = self._clock()
+        job = JobRecord(str(uuid.uuid4()), spec.name, spec, JobState.PENDING, "", now, now)
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO jobs (id, name, spec, state, reason, created, updated)"
+                " VALUES (?, ?, ?, ?, '', ?, ?)",
+                (job.id, job.name, json.dumps(spec.to_dict()), job.state, now, now),
+            )
+            _insert_event(db, job.id, now, "created", f"job {spec.name} submitted")
+        return job
+
+    def get_job(self, id_or_prefix: str) -> JobRecord:
+        """A job by its id or a unique prefix of it (at least 4 characters)."""
+        with self._transaction() as db:
+            job_id = _resolve(db, "jobs", "job", id_or_prefix)
+            return _job(db.execute(f"{_JOB_SELECT} WHERE id = ?", (job_id,)).fetchone())
+
+    def list_jobs(
+        self, state: JobState | Iterable[JobState] | None = None, limit: int = 100
+    ) -> list[JobRecord]:
+        """Jobs newest first, optionally only those in ``state`` (one or several)."""
+        where, args = "", []
+        if state is not None:
+            states = [state] if isinstance(state, JobState) else list(state)
+            where = f"WHERE state IN ({', '.join('?' * len(states))})"
+            args = [str(s) for s in states]
+        query = f"{_JOB_SELECT} {where} ORDER BY created DESC, rowid DESC LIMIT ?"
+        with self._transaction() as db:
+            return [_job(row) for row in db.execute(query, (*args, limit))]
+
+    def jobs_in_states(self, states: Iterable[JobState]) -> list[JobRecord]:
+        """Every job in one of ``states``, oldest first: what to resume after a restart."""
+        states = [str(s) for s in states]
+        query = (
+            f"{_JOB_SELECT} WHERE state IN ({', '.join('?' * len(states))}) ORDER BY created, rowid"
+        )
+        with self._transaction() as db:
+            return [_job(row) for row in db.execute(query, states)]
+
+    def set_job_state(self, job_id: str, new: JobState, reason: str = "") -> JobRecord:
+        """Move a job to ``new`` if the lifecycle allows it, and log why."""
+        now = self._clock()
+        with self._transaction() as db:
+            row = db.execute(f"{_JOB_SELECT} WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no job {job_id}")
+            old = JobState(row[3])
+            check_job_transition(old, new, subject=f"job {job_id[:8]}")
+            db.execute(
+                "UPDATE jobs SET state = ?, reason = ?, updated = ? WHERE id = ?",
+                (new, reason, now, job_id),
+            )
+            message = f"{old} → {new}" + (f": {reason}" if reason else "")
+            _insert_event(db, job_id, now, "state", message)
+            return _job(db.execute(f"{_JOB_SELECT} WHERE id = ?", (job_id,)).fetchone())
+
+    # Executions
+
+    def add_execution(
+        self, job_id: str, node_id: str, state: ExecutionState = ExecutionState.BIDDING
+    ) -> ExecutionRecord:
+        """A new execution of ``job_id`` on ``node_id``, logged as an event."""
+        now = self._clock()
+        execution_id = str(uuid.uuid4())
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
+                raise NotFound(f"no job {job_id}")
+            db.execute(
+                "INSERT INTO executions (id, job_id, node_id, state, created, updated)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (execution_id, job_id, node_id, state, now, now),
+            )
+            _insert_event(db, job_id, now, "execution", f"execution {state}", execution_id, node_id)
+            return _execution(_select_execution(db, execution_id))
+
+    def get_execution(self, id_or_prefix: str) -> ExecutionRecord:
+        """An execution by its id or a unique prefix of it."""
+        with self._transaction() as db:
+            execution_id = _resolve(db, "executions", "execution", id_or_prefix)
+            return _execution(_select_execution(db, execution_id))
+
+    def set_execution_state(
+        self,
+        execution_id: str,
+        new: ExecutionState,
+        *,
+        exit_code: int | None = None,
+        status: str | None = None,
+        message: str | None = None,
+    ) -> ExecutionRecord:
+        """Move an execution to ``new`` if allowed; given fields are updated with it."""
+        now = self._clock()
+        with self._transaction() as db:
+            row = _select_execution(db, execution_id)
+            if row is None:
+                raise NotFound(f"no execution {execution_id}")
+            old = _execution(row)
+            check_execution_transition(old.state, new, subject=f"execution {execution_id[:8]}")
+            db.execute(
+                "UPDATE executions SET state = ?, exit_code = ?, status = ?, message = ?,"
+                " updated = ? WHERE id = ?",
+                (
+                    new,
+                    old.exit_code if exit_code is None else exit_code,
+                    old.status if status is None else status,
+                    old.message if message is None else message,
+                    now,
+                    execution_id,
+                ),
+            )
+            text = f"{old.state} → {new}"
+            if exit_code is not None:
+                text += f", exit code {exit_code}"
+            if message:
+                text += f": {message}"
+            _insert_event(db, old.job_id, now, "execution", text, execution_id, old.node_id)
+            return _execution(_select_execution(db, execution_id))
+
+    def executions(self, job_id: str) -> list[ExecutionRecord]:
+        """A job's executions, oldest first."""
+        with self._transaction() as db:
+            rows = db.execute(
+                f"{_EXECUTION_SELECT} WHERE job_id = ? ORDER BY created, rowid", (job_id,)
+            )
+            return [_execution(row) for row in rows]
+
+    # Events
+
+    def add_event(
+        self,
+        job_id: str,
+        kind: str,
+        message: str,
+        *,
+        execution_id: str | None = None,
+        node_id: str | None = None,
+    ) -> EventRecord:
+        """Log something that happened to a job (a bid, a decline, a retry...)."""
+        now = self._clock()
+        with self._transaction() as db:
+            if db.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is None:
+                raise NotFound(f"no job {job_id}")
+            event_id = _insert_event(db, job_id, now, kind, message, execution_id, node_id)
+            return EventRecord(event_id, job_id, execution_id, now, node_id, kind, message)
+
+    def events(self, job_id: str) -> list[EventRecord]:
+        """A job's event log in the order it happened."""
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT id, job_id, execution_id, at, node_id, kind, message"
+                " FROM events WHERE job_id = ? ORDER BY id",
+                (job_id,),
+            )
+            return [EventRecord(*row) for row in rows]
+
+
+_JOB_SELECT = "SELECT id, name, spec, state, reason, created, updated FROM jobs"
+_EXECUTION_SELECT = (
+    "SELECT id, job_id, node_id, state, exit_code, status, message, created, updated"
+    " FROM executions"
+)
+
+
+def _job(row: tuple) -> JobRecord:
+    job_id, name, spec, state, reason, created, updated = row
+    return JobRecord(
+        job_id, name, JobSpec.from_dict(json.loads(spec)), JobState(state), reason, created, updated
+    )
+
+
+def _execution(row: tuple) -> ExecutionRecord:
+    values = list(row)
+    values[3] = ExecutionState(values[3])
+    return ExecutionRecord(*values)
+
+
+def _select_execution(db: sqlite3.Connection, execution_id: str) -> tuple | None:
+    return db.execute(f"{_EXECUTION_SELECT} WHERE id = ?", (execution_id,)).fetchone()
+
+
+def _insert_event(
+    db: sqlite3.Connection,
+    job_id: str,
+    at: float,
+    kind: str,
+    message: str,
+    execution_id: str | None = None,
+    node_id: str | None = None,
+) -> int:
+    cursor = db.execute(
+        "INSERT INTO events (job_id, execution_id, at, node_id, kind, message)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (job_id, execution_id, at, node_id, kind, message),
+    )
+    return cursor.lastrowid
+
+
+def _resolve(db: sqlite3.Connection, table: str, noun: str, text: str) -> str:
+    """The one id in ``table`` that starts with ``text``, or NotFound / ConfigError."""
+    prefix = text.strip().lower()
+    if not _PREFIX.fullmatch(prefix):
+        raise NotFound(f"no {noun} {text!r}: ids are made of hex digits and dashes")
+    if len(prefix) < MIN_PREFIX:
+        raise ConfigError(f"{noun} id {text!r} is too short: give at least {MIN_PREFIX} characters")
+    # Ids hold only [0-9a-f-], all below '\x7f': a range scan on the primary key finds them.
+    rows = db.execute(
+        f"SELECT id FROM {table} WHERE id >= ? AND id < ? ORDER BY id LIMIT 6",
+        (prefix, prefix + "\x7f"),
+    ).fetchall()
+    if not rows:
+        raise NotFound(f"no {noun} {text!r} on this requester: check the id")
+    if len(rows) > 1:
+        shown = ", ".join(row[0][: len(prefix) + 4] + "…" for row in rows[:5])
+        raise ConfigError(f"{noun} id {text!r} matches several ({shown}): give more characters")
+    return rows[0][0]
