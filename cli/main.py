@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import wasm
+from cli import jobs, node, serve, wasm
 
 app = typer.Typer(
     name="swarm",
@@ -14,6 +14,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(wasm.app, name="wasm")
+app.command("serve")(serve.serve)
+app.add_typer(node.app, name="node")
+app.command("agent")(node.agent)
+app.command("version")(node.version)
+wasm.app.command("run", context_settings={"allow_interspersed_args": False})(jobs.wasm_run)
+app.add_typer(jobs.job_app, name="job")
+app.command("get")(jobs.get)
+app.command("describe")(jobs.describe)
+app.command("list")(jobs.list_jobs)
 
 
 def main() -> None:

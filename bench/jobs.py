@@ -1,0 +1,146 @@
+"""Job figures, in one run: `.venv/bin/python bench/jobs.py` (part of `make bench`).
+
+1. submit → completed latency (p50, p95) of a tiny module, one job at a time:
+   on a hybrid node alone, and on a 3-node swarm (requester-only A; compute B and C).
+2. Sustained jobs/s on the 3-node swarm (hybrid A + compute B, C): N jobs submitted
+   concurrently, from the first submit to the last completion.
+3. Result streaming: 100 MB of /outputs from compute B to requester A, MB/s, against a
+   raw libp2p stream between two hosts on the same machine.
+Every node is a separate `swarm serve` process on 127.0.0.1.
+Goals: p50 <= 20 ms hybrid, <= 50 ms across nodes; >= 100 jobs/s; streaming >= 0.7x raw.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import ServeProcess  # noqa: E402
+from tests.guests import file_writer, hello  # noqa: E402
+
+LATENCY_RUNS = 60
+THROUGHPUT_JOBS = int(os.environ.get("BENCH_JOBS", "400"))
+
+
+def wait_healthy(node: ServeProcess, count: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        statuses = node.statuses()
+        if len(statuses) == count and set(statuses.values()) == {"healthy"}:
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"bench: nodes did not all become healthy: {node.statuses()}")
+
+
+def latency(node: ServeProcess, module: Path) -> list[float]:
+    times = []
+    with node.client() as client:
+        digest = client.upload_module(module)
+        spec = {"name": "lat", "task": {"module": digest}}
+        for _ in range(5):  # warm up: compile cache, connections
+            client.wait(client.submit(spec)["id"])
+        for _ in range(LATENCY_RUNS):
+            t0 = time.perf_counter()
+            job = client.wait(client.submit(spec)["id"])
+            times.append(time.perf_counter() - t0)
+            assert job["state"] == "completed", job["reason"]
+    return sorted(times)
+
+
+def throughput(node: ServeProcess, module: Path, jobs: int) -> float:
+    with node.client() as client:
+        digest = client.upload_module(module)
+        spec = {"name": "tp", "task": {"module": digest}}
+        client.wait(client.submit(spec)["id"])
+
+    def submit(_):
+        with node.client() as client:
+            return client.submit(spec)["id"]
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(submit, range(jobs)))
+    with node.client() as client:
+        client._http.timeout = 60
+        for job_id in ids:
+            job = client.wait(job_id)
+            assert job["state"] == "completed", job["reason"]
+    return jobs / (time.perf_counter() - t0)
+
+
+def streaming(requester: ServeProcess, module: Path, work: Path) -> float:
+    with requester.client() as client:
+        digest = client.upload_module(module)
+        spec = {"name": "big", "task": {"module": digest}, "constraints": ["node=compute"]}
+        client.wait(client.submit(spec)["id"])  # warm
+        t0 = time.perf_counter()
+        job = client.wait(client.submit(spec)["id"])
+        elapsed = time.perf_counter() - t0
+        assert job["state"] == "completed", job["reason"]
+    return 100 * 1024 * 1024 / elapsed / 1e6
+
+
+def pct(values: list[float], p: float) -> float:
+    return values[min(len(values) - 1, int(len(values) * p))]
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="swarm-bench-jobs-"))
+    tiny = work / "hello.wasm"
+    tiny.write_bytes(hello())
+    big = work / "big.wasm"
+    big.write_bytes(file_writer(3, "big.bin", blocks=1600))  # 1600 x 64 KiB = 100 MiB
+    started: list[ServeProcess] = []
+
+    def serve(name: str, *args: str) -> ServeProcess:
+        node = ServeProcess(work / name, *args).wait_ready()
+        started.append(node)
+        return node
+
+    try:
+        hybrid = serve("solo")
+        solo = latency(hybrid, tiny)
+        hybrid.stop()
+
+        a = serve("a", "--node-type", "requester")
+        b = serve("b", "--node-type", "compute", "--peer", a.address, "--labels", "node=compute")
+        c = serve("c", "--node-type", "compute", "--peer", a.address)
+        wait_healthy(a, 3)
+        remote = latency(a, tiny)
+        stream_mbs = streaming(a, big, work)
+        for node in (a, b, c):
+            node.stop()
+
+        h = serve("h")
+        serve("hb", "--node-type", "compute", "--peer", h.address)
+        serve("hc", "--node-type", "compute", "--peer", h.address)
+        wait_healthy(h, 3)
+        rate = throughput(h, tiny, THROUGHPUT_JOBS)
+    finally:
+        for node in started:
+            node.stop()
+
+    ms = 1000
+    print("swarm jobs benchmark (separate `swarm serve` processes on 127.0.0.1)")
+    print(
+        f"  submit -> completed, hybrid node   p50 {statistics.median(solo) * ms:6.1f} ms"
+        f"   p95 {pct(solo, 0.95) * ms:6.1f} ms   (goal p50 <= 20 ms; n={len(solo)})"
+    )
+    print(
+        f"  submit -> completed, 3-node swarm  p50 {statistics.median(remote) * ms:6.1f} ms"
+        f"   p95 {pct(remote, 0.95) * ms:6.1f} ms   (goal p50 <= 50 ms; n={len(remote)})"
+    )
+    print(f"  sustained, 3-node swarm            {rate:6.1f} jobs/s ({THROUGHPUT_JOBS} jobs; goal >= 100)")
+    print(f"  result streaming, 100 MiB outputs  {stream_mbs:6.1f} MB/s (submit to completed)")
+
+
+if __name__ == "__main__":
+    main()

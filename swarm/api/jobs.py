@@ -1,0 +1,180 @@
+"""The jobs half of the HTTP API (v1): modules, jobs, their executions, events and results.
+
+    PUT  /api/v1/blobs                    upload a module (raw body) → {"digest": "sha256:…"}
+    HEAD /api/v1/blobs/{digest}           200 if this node has it (the CLI skips the upload)
+    POST /api/v1/jobs                     a job spec (JSON, module as digest) → the job, 201
+    GET  /api/v1/jobs?state=&limit=       newest first
+    GET  /api/v1/jobs/{id}                the job with its executions and events (id prefixes work)
+    GET  /api/v1/jobs/{id}/wait?timeout=  the job once ended (long poll, at most 60 s per call)
+    GET  /api/v1/jobs/{id}/results        every execution's results as .tar.zst
+    GET  /api/v1/jobs/{id}/results/{exe}  one execution's results as .tar.zst
+
+A job is committed to the store before POST answers. Errors carry a one-line ``detail``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from swarm.errors import ConfigError, NotFound, SwarmError
+from swarm.jobspec import JobSpec
+from swarm.lifecycle import parse_job_state
+from swarm.requester.service import RequesterService
+from swarm.requester.store import EventRecord, ExecutionRecord, JobRecord
+
+MAX_MODULE_UPLOAD = 256 * 1024 * 1024
+MAX_WAIT = 60.0
+
+
+def jobs_router(requester: RequesterService | None) -> APIRouter:
+    router = APIRouter()
+
+    def need() -> RequesterService:
+        if requester is None:
+            raise HTTPException(
+                503, "this node is not a requester: start it with --node-type requester"
+            )
+        return requester
+
+    @router.put("/blobs")
+    async def upload(request: Request) -> dict[str, str]:
+        blobs = need().blobs
+        size = 0
+        with blobs.writer(max_size=MAX_MODULE_UPLOAD) as writer:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_MODULE_UPLOAD:
+                    raise HTTPException(413, f"module is larger than {MAX_MODULE_UPLOAD} bytes")
+                writer.write(chunk)
+            digest = writer.commit()
+        return {"digest": digest}
+
+    @router.head("/blobs/{digest}")
+    async def has_blob(digest: str) -> Response:
+        blobs = need().blobs
+        return Response(status_code=200 if _guard(lambda: blobs.has(digest)) else 404)
+
+    @router.post("/jobs", status_code=201)
+    async def submit(body: dict[str, Any]) -> dict[str, Any]:
+        spec = _guard(lambda: JobSpec.from_dict(body))
+        service = need()
+        job = _guard(lambda: service.submit(spec))
+        return job_json(job)
+
+    @router.get("/jobs")
+    async def list_jobs(state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        states = _guard(lambda: parse_job_state(state)) if state else None
+        return [job_json(j) for j in need().store.list_jobs(states, limit=min(limit, 10_000))]
+
+    @router.get("/jobs/{job_id}")
+    async def describe(job_id: str) -> dict[str, Any]:
+        return describe_json(need(), _guard(lambda: need().store.get_job(job_id)))
+
+    @router.get("/jobs/{job_id}/wait")
+    async def wait(job_id: str, timeout: float = 30.0) -> dict[str, Any]:
+        service = need()
+        job = await _guard_async(service.wait(job_id, max(0.0, min(timeout, MAX_WAIT))))
+        return describe_json(service, job)
+
+    @router.get("/jobs/{job_id}/results")
+    async def results(job_id: str) -> StreamingResponse:
+        service = need()
+        job = _guard(lambda: service.store.get_job(job_id))
+        chunks = _guard(lambda: service.results.archive_job(job.id))
+        return _archive(chunks, f"job-{job.id[:8]}.tar.zst")
+
+    @router.get("/jobs/{job_id}/results/{execution_id}")
+    async def execution_results(job_id: str, execution_id: str) -> StreamingResponse:
+        service = need()
+        job = _guard(lambda: service.store.get_job(job_id))
+        execution = _guard(lambda: service.store.get_execution(execution_id))
+        chunks = _guard(lambda: service.results.archive(job.id, execution.id))
+        return _archive(chunks, f"job-{job.id[:8]}-{execution.id[:8]}.tar.zst")
+
+    return router
+
+
+def install_error_handlers(app) -> None:
+    """SwarmErrors that escape a route become a one-line JSON ``detail``."""
+
+    @app.exception_handler(SwarmError)
+    async def swarm_error(_request: Request, exc: SwarmError) -> JSONResponse:
+        status = 404 if isinstance(exc, NotFound) else 400 if isinstance(exc, ConfigError) else 500
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+
+def _guard(call):
+    try:
+        return call()
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except ConfigError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
+async def _guard_async(awaitable):
+    try:
+        return await awaitable
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except ConfigError as exc:
+        raise HTTPException(400, str(exc)) from None
+
+
+def _archive(chunks, filename: str) -> StreamingResponse:
+    return StreamingResponse(
+        chunks,
+        media_type="application/zstd",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def _time(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")
+
+
+def job_json(job: JobRecord) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "name": job.name,
+        "state": job.state.value,
+        "reason": job.reason,
+        "created": _time(job.created),
+        "updated": _time(job.updated),
+        "spec": job.spec.to_dict(),
+    }
+
+
+def execution_json(execution: ExecutionRecord) -> dict[str, Any]:
+    return {
+        "id": execution.id,
+        "node_id": execution.node_id,
+        "state": execution.state.value,
+        "exit_code": execution.exit_code,
+        "status": execution.status,
+        "message": execution.message,
+        "created": _time(execution.created),
+        "updated": _time(execution.updated),
+    }
+
+
+def event_json(event: EventRecord) -> dict[str, Any]:
+    return {
+        "at": _time(event.at),
+        "kind": event.kind,
+        "message": event.message,
+        "node_id": event.node_id,
+        "execution_id": event.execution_id,
+    }
+
+
+def describe_json(service: RequesterService, job: JobRecord) -> dict[str, Any]:
+    return {
+        **job_json(job),
+        "executions": [execution_json(e) for e in service.store.executions(job.id)],
+        "events": [event_json(e) for e in service.store.events(job.id)],
+    }

@@ -1,0 +1,205 @@
+"""The compute role on the network: job announces in, bids and results out.
+
+``AnnounceListener`` validates announces inside gossipsub (before they are delivered or
+forwarded): size, schema, the signed gossip author must be the requester named inside,
+and a (job, seq) seen before or issued too far from now is a replay. For each announce
+that passes, the node decides (``ComputeService.consider``) and answers the requester on
+a bid stream, dialling it at the addresses the announce carries (the requester need not
+be a direct neighbour). An award arrives on the same stream; the execution then talks to
+the requester through a ``RemoteRequester``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from contextlib import asynccontextmanager
+
+import multiaddr
+import trio
+from libp2p.abc import IHost
+from libp2p.peer.id import ID
+from libp2p.pubsub.pb import rpc_pb2
+
+from swarm import schema
+from swarm.compute.service import MAX_MODULE_SIZE, ComputeService
+from swarm.errors import ConfigError, ProtocolError
+from swarm.jobspec import JobSpec
+from swarm.p2p.drops import DropCounter, DropReason
+from swarm.p2p.gossip import JOBS_TOPIC, GuardedPubsub
+from swarm.p2p.streams import FramedStream, open_stream
+from swarm.placement import Bid
+from swarm.protocol import (
+    BID_PROTOCOL,
+    BLOB_PROTOCOL,
+    MAX_ANNOUNCE,
+    RESULT_PROTOCOL,
+    Ack,
+    Award,
+    BidMessage,
+    BlobChunk,
+    BlobEnd,
+    BlobGet,
+    BlobMeta,
+    DeclineMessage,
+    Failure,
+    JobAnnounce,
+    Reject,
+    ResultStart,
+)
+from swarm.storage.blobs import BlobStore
+
+MAX_SKEW = 120.0  # seconds an announce may be older or newer than our clock
+AWARD_TIMEOUT = 30.0
+ACK_TIMEOUT = 60.0
+_REMEMBER = 100_000
+logger = logging.getLogger(__name__)
+
+
+class AnnounceListener:
+    def __init__(
+        self, *, host: IHost, pubsub: GuardedPubsub, compute: ComputeService, drops: DropCounter
+    ) -> None:
+        self.host = host
+        self.pubsub = pubsub
+        self.compute = compute
+        self.drops = drops
+        self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        self.pubsub.set_topic_validator(JOBS_TOPIC, self.validate, is_async_validator=False)
+        subscription = await self.pubsub.subscribe(JOBS_TOPIC)
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            async for message in subscription:
+                if ID(message.from_id) == self.pubsub.my_id:
+                    continue  # our own jobs reach our compute role in-process
+                try:
+                    announce = schema.decode(message.data, JobAnnounce, max_size=MAX_ANNOUNCE)
+                except ProtocolError:
+                    continue  # counted by the validator
+                nursery.start_soon(self._answer, announce, nursery)
+
+    def validate(self, forwarder: ID, message: rpc_pb2.Message) -> bool:
+        try:
+            reason = self._judge(message)
+        except Exception:
+            reason = DropReason.ERROR
+        if reason is None:
+            return True
+        self.drops.count(reason)
+        return False
+
+    def _judge(self, message: rpc_pb2.Message) -> DropReason | None:
+        if len(message.data) > MAX_ANNOUNCE:
+            return DropReason.OVERSIZED
+        try:
+            announce = schema.decode(message.data, JobAnnounce, max_size=MAX_ANNOUNCE)
+        except ProtocolError:
+            return DropReason.MALFORMED
+        if announce.requester != str(ID(message.from_id)):
+            return DropReason.AUTHOR_MISMATCH
+        age = time.time() - announce.seq / 1e9
+        if age > MAX_SKEW:
+            return DropReason.STALE
+        if age < -MAX_SKEW:
+            return DropReason.FUTURE
+        key = (announce.job_id, announce.seq)
+        if key in self._seen:
+            return DropReason.REPLAYED
+        self._seen[key] = None
+        if len(self._seen) > _REMEMBER:
+            self._seen.popitem(last=False)
+        return None
+
+    async def _answer(self, announce: JobAnnounce, nursery: trio.Nursery) -> None:
+        decision = self.compute.consider(announce)
+        requester = RemoteRequester(self.host, announce.requester, announce.addresses)
+        try:
+            stream = await requester.open(BID_PROTOCOL)
+            if not isinstance(decision, Bid):
+                await stream.send(DeclineMessage(announce.job_id, decision.reason))
+                await stream.close()
+                return
+            await stream.send(
+                BidMessage(
+                    announce.job_id, decision.has_data, decision.capacity, decision.queue_length
+                )
+            )
+            with trio.fail_after(AWARD_TIMEOUT):
+                reply = await stream.receive(Award, Reject)
+            await stream.close()
+        except (ProtocolError, trio.TooSlowError) as exc:
+            logger.debug("bid for %s went unanswered: %s", announce.job_id, exc)
+            self.compute.release(announce.job_id)
+            return
+        if isinstance(reply, Reject) or not _award_matches(reply, announce):
+            self.compute.release(announce.job_id)
+            if isinstance(reply, Award):
+                self.drops.count(DropReason.MALFORMED)
+            return
+        nursery.start_soon(self.compute.execute, reply, requester)
+
+
+def _award_matches(award: Award, announce: JobAnnounce) -> bool:
+    """The award is for the announced job and module, with a spec that validates."""
+    if award.job_id != announce.job_id or award.spec.task.module != announce.module:
+        return False
+    try:
+        JobSpec.from_dict(award.spec.to_dict())
+    except ConfigError:
+        return False
+    return True
+
+
+class RemoteRequester:
+    """A requester reached over libp2p streams (a ``RequesterLink``)."""
+
+    def __init__(self, host: IHost, peer_id: str, addresses: tuple[str, ...]) -> None:
+        self.host = host
+        self.peer_id = peer_id
+        self.addresses = addresses
+
+    async def open(self, protocol: str) -> FramedStream:
+        peer = ID.from_base58(self.peer_id)
+        if not self.host.get_network().get_connections(peer):
+            addrs = []
+            for text in self.addresses:
+                try:
+                    addrs.append(multiaddr.Multiaddr(text))
+                except Exception:
+                    continue
+            self.host.get_peerstore().add_addrs(peer, addrs, 600)
+        return await open_stream(self.host, self.peer_id, protocol)
+
+    async def fetch_module(self, digest: str, blobs: BlobStore) -> None:
+        stream = await self.open(BLOB_PROTOCOL)
+        try:
+            await stream.send(BlobGet(digest))
+            meta = await stream.receive(BlobMeta, Failure)
+            if isinstance(meta, Failure):
+                raise ProtocolError(f"the requester cannot send module {digest}: {meta.message}")
+            if meta.size > MAX_MODULE_SIZE:
+                raise ProtocolError(
+                    f"module of {meta.size} bytes is over the {MAX_MODULE_SIZE} limit"
+                )
+            with blobs.writer(digest, max_size=meta.size) as writer:
+                while isinstance(chunk := await stream.receive(BlobChunk, BlobEnd), BlobChunk):
+                    writer.write(chunk.data)
+                writer.commit()
+        finally:
+            await stream.close()
+
+    @asynccontextmanager
+    async def open_results(self, award: Award):
+        stream = await self.open(RESULT_PROTOCOL)
+        try:
+            await stream.send(ResultStart(award.job_id, award.execution_id))
+            yield stream
+            with trio.fail_after(ACK_TIMEOUT):
+                reply = await stream.receive(Ack, Failure)
+            if isinstance(reply, Failure):
+                raise ProtocolError(f"the requester refused the result: {reply.message}")
+        finally:
+            await stream.close()

@@ -1,0 +1,110 @@
+"""Publishing this node's adverts and taking in everyone else's.
+
+This node publishes a fresh advert at start, whenever ``notify_changed()`` is called,
+and otherwise every ``interval`` seconds (its heartbeat). Incoming adverts pass two
+gates:
+
+1. ``validate`` runs inside gossipsub before a message is delivered or forwarded: it
+   drops (and counts) oversized, malformed, stale, future and replayed adverts, and
+   adverts whose author (the signed gossip sender) is not the node they describe. What
+   it refuses is never forwarded, so one bad peer cannot flood the swarm with it.
+2. The subscription reader records what got through in the membership table, which
+   re-checks freshness (two valid adverts can still cross on different paths, and one
+   advert validated concurrently from two peers is delivered twice).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import trio
+from libp2p.peer.id import ID
+from libp2p.pubsub.pb import rpc_pb2
+
+from swarm.errors import ProtocolError
+from swarm.models import NodeInfo
+from swarm.p2p.adverts import MAX_ADVERT_SIZE, Advert, decode_advert, encode_advert
+from swarm.p2p.drops import DropCounter, DropReason
+from swarm.p2p.gossip import NODES_TOPIC, GuardedPubsub
+from swarm.p2p.membership import MembershipTable
+
+
+class Advertiser:
+    def __init__(
+        self,
+        *,
+        pubsub: GuardedPubsub,
+        table: MembershipTable,
+        drops: DropCounter,
+        describe: Callable[[], NodeInfo],
+        interval: float,
+    ) -> None:
+        self._pubsub = pubsub
+        self._table = table
+        self._drops = drops
+        self._describe = describe
+        self._interval = interval
+        self._changed = trio.Event()
+        self._last_seq = 0
+
+    def notify_changed(self) -> None:
+        """Publish a fresh advert now rather than at the next heartbeat."""
+        self._changed.set()
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        self._pubsub.set_topic_validator(NODES_TOPIC, self.validate, is_async_validator=False)
+        subscription = await self._pubsub.subscribe(NODES_TOPIC)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._receive, subscription)
+            await self.publish()
+            task_status.started()
+            while True:
+                with trio.move_on_after(self._interval):
+                    await self._changed.wait()
+                self._changed = trio.Event()
+                await self.publish()
+                self._table.prune()
+
+    async def publish(self) -> None:
+        info = self._describe()
+        self._table.set_self(info)
+        self._last_seq = max(time.time_ns(), self._last_seq + 1)
+        await self._pubsub.publish(NODES_TOPIC, encode_advert(Advert(info, self._last_seq)))
+
+    def validate(self, forwarder: ID, message: rpc_pb2.Message) -> bool:
+        """Gossipsub topic validator: True lets the message through (and on to others)."""
+        try:
+            reason = self._judge(message)
+        except Exception:  # a raising validator would take the pubsub service down
+            reason = DropReason.ERROR
+        if reason is None:
+            return True
+        self._drops.count(reason)
+        return False
+
+    def _judge(self, message: rpc_pb2.Message) -> DropReason | None:
+        author = ID(message.from_id)
+        if author == self._pubsub.my_id:
+            return None
+        if len(message.data) > MAX_ADVERT_SIZE:
+            return DropReason.OVERSIZED
+        try:
+            advert = decode_advert(message.data)
+        except ProtocolError:
+            return DropReason.MALFORMED
+        if advert.info.peer_id != str(author):
+            return DropReason.AUTHOR_MISMATCH
+        return self._table.check(advert)
+
+    async def _receive(self, subscription) -> None:
+        async for message in subscription:
+            if ID(message.from_id) == self._pubsub.my_id:
+                continue
+            try:
+                advert = decode_advert(message.data)
+            except ProtocolError:
+                continue  # counted by the validator
+            # Not counted if refused: it passed the validator, so a refusal here means two
+            # deliveries raced (the same advert via two peers at once), not a bad message.
+            self._table.observe(advert)

@@ -1,0 +1,109 @@
+"""Framed message streams over libp2p, for the job protocols.
+
+A ``FramedStream`` sends and receives ``swarm.schema`` messages, one length-prefixed
+frame each (``swarm.wire``), over a libp2p stream whose remote peer id Noise has
+authenticated. Every way a stream can go wrong (EOF, reset, garbage, an oversized
+frame, a message of the wrong type) surfaces as one ``ProtocolError``, so a protocol
+handler has one thing to catch; ``serve_protocol`` catches it, counts the drop and
+resets the stream, so a hostile peer can never crash the node.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import trio
+from libp2p.abc import IHost, INetStream
+from libp2p.custom_types import TProtocol
+from libp2p.network.stream.exceptions import StreamError
+from libp2p.peer.id import ID
+
+from swarm import schema, wire
+from swarm.errors import ProtocolError
+from swarm.p2p.drops import DropCounter, DropReason
+
+M = TypeVar("M")
+READ_SIZE = 1 << 20
+logger = logging.getLogger(__name__)
+
+
+class FramedStream:
+    def __init__(self, stream: INetStream, *, max_frame: int = wire.MAX_FRAME):
+        self.stream = stream
+        self.decoder = wire.FrameDecoder(max_frame=max_frame)
+        self._ready: list[dict[str, Any]] = []
+
+    @property
+    def peer_id(self) -> str:
+        return str(self.stream.muxed_conn.peer_id)
+
+    async def send(self, message: Any) -> None:
+        await self.send_raw(wire.frame(schema.to_map(message)))
+
+    async def send_raw(self, data: bytes) -> None:
+        try:
+            await self.stream.write(data)
+        except (StreamError, OSError, trio.BrokenResourceError) as exc:
+            raise ProtocolError(
+                f"stream to {self.peer_id[:12]}… broke: {type(exc).__name__}"
+            ) from exc
+
+    async def receive(self, *classes: type[M]) -> M:
+        """The next message, which must be of one of ``classes``."""
+        while not self._ready:
+            try:
+                data = await self.stream.read(READ_SIZE)
+            except (StreamError, OSError, trio.BrokenResourceError) as exc:
+                raise ProtocolError(f"stream from {self.peer_id[:12]}… ended") from exc
+            if not data:
+                raise ProtocolError(f"stream from {self.peer_id[:12]}… ended")
+            self._ready.extend(self.decoder.feed(data))
+        return schema.from_map(self._ready.pop(0), *classes)
+
+    async def close(self) -> None:
+        try:
+            await self.stream.close()
+        except Exception:  # closing a broken stream must not fail the caller
+            pass
+
+    async def reset(self) -> None:
+        try:
+            await self.stream.reset()
+        except Exception:
+            pass
+
+
+async def open_stream(host: IHost, peer_id: str, protocol: str, **kw) -> FramedStream:
+    try:
+        stream = await host.new_stream(ID.from_base58(peer_id), [TProtocol(protocol)])
+    except Exception as exc:  # libp2p raises many unrelated types for an unreachable peer
+        raise ProtocolError(f"cannot open {protocol} to {peer_id[:12]}…: {exc}") from exc
+    return FramedStream(stream, **kw)
+
+
+Handler = Callable[[FramedStream], Awaitable[None]]
+
+
+def serve_protocol(
+    host: IHost, protocol: str, handler: Handler, *, drops: DropCounter, **kw
+) -> None:
+    """Route incoming ``protocol`` streams to ``handler``; bad peers are dropped and counted."""
+
+    async def on_stream(stream: INetStream) -> None:
+        framed = FramedStream(stream, **kw)
+        try:
+            await handler(framed)
+        except ProtocolError as exc:
+            drops.count(DropReason.MALFORMED)
+            logger.debug("%s from %s dropped: %s", protocol, framed.peer_id, exc)
+            await framed.reset()
+        except Exception:
+            drops.count(DropReason.ERROR)
+            logger.exception("%s handler failed", protocol)
+            await framed.reset()
+        else:
+            await framed.close()
+
+    host.set_stream_handler(TProtocol(protocol), on_stream)

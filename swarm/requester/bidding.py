@@ -1,0 +1,57 @@
+"""Collecting the answers to one announce, and handing each bidder its reply.
+
+A ``Bidding`` lives while a requester waits for answers to an announce: it knows which
+compute nodes it expects to hear from (the healthy ones in the membership table), takes
+every bid or decline as it arrives, and says when all expected nodes have answered, so
+the requester need not wait out the whole bid window. After the decision each bidder's
+reply (an award or a reject) is handed to whoever is waiting for it: the bid stream's
+handler for a remote node, the requester itself for its own compute role.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import trio
+
+from swarm.placement import Bid, Decline
+from swarm.protocol import Award, Reject
+
+
+class Bidding:
+    def __init__(self, job_id: str, expected: Iterable[str]) -> None:
+        self.job_id = job_id
+        self.expected = set(expected)
+        self.answers: dict[str, Bid | Decline] = {}
+        self.all_answered = trio.Event()
+        self._replies: dict[str, Award | Reject] = {}
+        self._decided = trio.Event()
+        if not self.expected:
+            self.all_answered.set()
+
+    def answer(self, decision: Bid | Decline) -> None:
+        """Record a node's answer; a node answers once (later answers are ignored)."""
+        if decision.peer_id in self.answers or self._decided.is_set():
+            return
+        self.answers[decision.peer_id] = decision
+        if self.expected <= self.answers.keys():
+            self.all_answered.set()
+
+    @property
+    def bids(self) -> list[Bid]:
+        return [a for a in self.answers.values() if isinstance(a, Bid)]
+
+    @property
+    def declines(self) -> list[Decline]:
+        return [a for a in self.answers.values() if isinstance(a, Decline)]
+
+    def decide(self, replies: dict[str, Award | Reject]) -> None:
+        self._replies = replies
+        self._decided.set()
+
+    async def reply_for(self, peer_id: str) -> Award | Reject:
+        """Wait for the decision, then the reply addressed to ``peer_id``."""
+        await self._decided.wait()
+        return self._replies.get(peer_id) or Reject(
+            self.job_id, "bidding closed without a place for you"
+        )

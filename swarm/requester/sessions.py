@@ -1,0 +1,109 @@
+"""Receiving one execution's results, from the first log chunk to the ack.
+
+A ``ResultSession`` takes the result messages of one execution in order (the same
+messages whether they arrive over a libp2p stream or, on a hybrid node, straight from
+its own compute role): ``Log`` chunks while the guest runs, then ``RunEnd``, ``Outputs``
+chunks and ``ResultEnd``. It writes them into the result store, moves the execution
+through its lifecycle and tells the requester when the execution is over. Anything out
+of order or over the job's caps is a ``ProtocolError``: the session is aborted and the
+execution marked failed, never half-recorded as completed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from swarm.errors import ProtocolError
+from swarm.executor import RunResult, RunStatus
+from swarm.lifecycle import ExecutionState
+from swarm.protocol import Log, Outputs, ResultEnd, RunEnd
+from swarm.requester.results import ResultWriter
+from swarm.requester.store import ExecutionRecord, JobStore
+
+
+class ResultSession:
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        execution: ExecutionRecord,
+        writer: ResultWriter,
+        on_log: Callable[[str, str, bytes], None],
+        on_end: Callable[[str], None],
+    ) -> None:
+        self.store = store
+        self.execution = execution
+        self.writer = writer
+        self._on_log = on_log
+        self._on_end = on_end
+        self._run_end: RunEnd | None = None
+        self._unpacker = None
+        self._over = False
+
+    async def send(self, message: Log | RunEnd | Outputs | ResultEnd) -> None:
+        """Take the next result message."""
+        if self._over:
+            raise ProtocolError("result message after the end of the result")
+        if isinstance(message, Log):
+            if self._run_end is not None:
+                raise ProtocolError("log chunk after the run ended")
+            self.writer.append(message.stream, message.data)
+            self._on_log(self.execution.job_id, message.stream, message.data)
+        elif isinstance(message, RunEnd):
+            if self._run_end is not None:
+                raise ProtocolError("two run ends for one execution")
+            self._run_end = message
+            self.writer.set_exit_code(_run_result(message).shell_exit_code)
+        elif isinstance(message, Outputs):
+            if self._run_end is None:
+                raise ProtocolError("outputs before the run ended")
+            if self._unpacker is None:
+                self._unpacker = self.writer.outputs()
+            self._unpacker.feed(message.data)
+        elif isinstance(message, ResultEnd):
+            self._finish()
+
+    def _finish(self) -> None:
+        end = self._run_end
+        if end is None:
+            raise ProtocolError("the result ended before the run did")
+        if self._unpacker is not None:  # none when the job could not run at all
+            self._unpacker.close()
+        self.writer.close()
+        self._over = True
+        state = (
+            ExecutionState.COMPLETED if end.status == RunStatus.COMPLETED else ExecutionState.FAILED
+        )
+        detail = end.message or (f"exit code {end.exit_code}" if end.exit_code is not None else "")
+        self.store.set_execution_state(
+            self.execution.id, state, exit_code=end.exit_code, status=end.status, message=detail
+        )
+        self.store.add_event(
+            self.execution.job_id,
+            "result",
+            f"{end.status}, exit code {_run_result(end).shell_exit_code}, "
+            f"{end.wall_seconds * 1000:.1f} ms, stdout {end.stdout_bytes} B, "
+            f"outputs {end.outputs_bytes} B" + (f": {end.message}" if end.message else ""),
+            execution_id=self.execution.id,
+            node_id=self.execution.node_id,
+        )
+        self._on_end(self.execution.job_id)
+
+    def abort(self, reason: str) -> None:
+        """The result cannot be completed (stream broke, bad message): fail the execution."""
+        if self._over:
+            return
+        self._over = True
+        self.writer.close()
+        self.store.set_execution_state(
+            self.execution.id, ExecutionState.FAILED, status="failed", message=reason
+        )
+        self._on_end(self.execution.job_id)
+
+
+def _run_result(end: RunEnd) -> RunResult:
+    try:
+        status = RunStatus(end.status)
+    except ValueError:
+        raise ProtocolError(f"unknown run status {end.status!r}") from None
+    return RunResult(status=status, exit_code=end.exit_code)
