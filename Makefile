@@ -28,6 +28,10 @@ demo: examples
 
 bench: examples
 	$(BIN)/python bench/exec.py
+	$(BIN)/python bench/archive.py
+	$(BIN)/python bench/jobstore.py
+	$(BIN)/python bench/membership.py
+	$(BIN)/python bench/jobs.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check swarm cli tests examples bench

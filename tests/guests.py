@@ -153,3 +153,27 @@ def foreign_import() -> bytes:
     return wasmtime.wat2wasm(
         '(module (import "env" "launch_missiles" (func)) (func (export "_start")))'
     )
+
+
+def random_writer(dirfd: int, name: str, blocks: int) -> bytes:
+    """Like ``file_writer``, but each 64 KiB block is fresh xorshift noise: incompressible."""
+    body = f"""(func (export "_start") (local $i i32) (local $fd i32) (local $x i64) (local $p i32)
+      (if (call $path_open (i32.const {dirfd}) (i32.const 0) (i32.const 1024)
+            (i32.const {len(name.encode())}) (i32.const 9) (i64.const 66) (i64.const 66)
+            (i32.const 0) (i32.const 256))
+        (then (call $proc_exit (i32.const 99))))
+      (local.set $fd (i32.load (i32.const 256)))
+      (local.set $x (i64.const 88172645463325252))
+      (loop $blocks
+        (local.set $p (i32.const 65536))
+        (loop $fill
+          (local.set $x (i64.xor (local.get $x) (i64.shl (local.get $x) (i64.const 13))))
+          (local.set $x (i64.xor (local.get $x) (i64.shr_u (local.get $x) (i64.const 7))))
+          (local.set $x (i64.xor (local.get $x) (i64.shl (local.get $x) (i64.const 17))))
+          (i64.store (local.get $p) (local.get $x))
+          (local.set $p (i32.add (local.get $p) (i32.const 8)))
+          (br_if $fill (i32.lt_u (local.get $p) (i32.const 131072))))
+        (drop (call $write (local.get $fd) (i32.const 65536) (i32.const 65536)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $blocks (i32.lt_u (local.get $i) (i32.const {blocks})))))"""
+    return _module(body, f'(data (i32.const 1024) "{_bytes(name)}")')

@@ -3,8 +3,8 @@
 A compute node reserves a place when it bids, so two announces arriving together cannot
 both be promised its last slot; the place is released on a reject or turned into a
 queued execution on an award. Executions wait for one of ``max_jobs`` run slots; a node
-holds at most ``max_jobs`` more waiting (bidding "queue full" beyond that), so work is
-not piled onto a busy node while another could run it.
+holds at most ``QUEUE_DEPTH`` per slot waiting (declining as "queue full" beyond that),
+and requesters rank bids by free capacity, so work goes to idle nodes first.
 
 How the node reaches the requester (in-process for a hybrid node's own jobs, libp2p
 streams otherwise) is a ``RequesterLink``; this module does not know which.
@@ -35,6 +35,7 @@ from swarm.storage.archive import pack
 from swarm.storage.blobs import BlobStore
 
 MAX_MODULE_SIZE = 256 * 1024 * 1024
+QUEUE_DEPTH = 4  # executions that may wait per run slot before the node declines as busy
 logger = logging.getLogger(__name__)
 
 
@@ -104,7 +105,7 @@ class ComputeService:
             datasets=s.datasets,
             running=self.running,
             queued=self.queued,
-            max_jobs=2 * s.max_jobs,  # run slots plus as many waiting
+            max_jobs=s.max_jobs + QUEUE_DEPTH * s.max_jobs,  # run slots plus the waiting line
             trusted_requesters=s.trusted_requesters,
         )
 

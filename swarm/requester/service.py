@@ -38,6 +38,10 @@ from swarm.storage.blobs import BlobStore
 
 BID_WINDOW = 1.0  # seconds to wait for nodes that have not answered
 REQUEUE_INTERVAL = 1.0
+# Announces in flight at once. Gossipsub queues at most 32 messages per peer and drops the
+# rest silently, so a burst of hundreds of announces would lose some and leave their
+# bidding rounds waiting out the whole window: placements are bounded instead.
+PLACEMENTS_IN_FLIGHT = 16
 BUSY_PREFIX = "queue full"
 
 
@@ -77,6 +81,7 @@ class RequesterService:
         self._local = local_compute
         self._bidding: dict[str, Bidding] = {}
         self._queued: deque[str] = deque()
+        self._placements = trio.CapacityLimiter(PLACEMENTS_IN_FLIGHT)
         self._capacity_freed = trio.Event()
         self._job_ended: dict[str, trio.Event] = {}
         self._log_listeners: list[Callable[[str, str, bytes], None]] = []
@@ -139,6 +144,10 @@ class RequesterService:
     # --- placement -------------------------------------------------------------------
 
     async def _place(self, job_id: str) -> None:
+        async with self._placements:
+            await self._announce_and_award(job_id)
+
+    async def _announce_and_award(self, job_id: str) -> None:
         job = self.store.get_job(job_id)
         if job.state is JobState.QUEUED:
             job = self.store.set_job_state(job_id, JobState.PENDING, "announced again")
@@ -208,7 +217,7 @@ class RequesterService:
             with trio.move_on_after(REQUEUE_INTERVAL):
                 await self._capacity_freed.wait()
             self._capacity_freed = trio.Event()
-            for _ in range(min(len(self._queued), 8)):
+            for _ in range(min(len(self._queued), PLACEMENTS_IN_FLIGHT)):
                 self._nursery.start_soon(self._place, self._queued.popleft())
 
     # --- bids from remote nodes ----------------------------------------------------

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import trio
+
 from swarm.errors import ProtocolError
 from swarm.executor import RunResult, RunStatus
 from swarm.lifecycle import ExecutionState
@@ -59,7 +61,9 @@ class ResultSession:
                 raise ProtocolError("outputs before the run ended")
             if self._unpacker is None:
                 self._unpacker = self.writer.outputs()
-            self._unpacker.feed(message.data)
+            # Decompressing and writing happen in a thread, so the event loop keeps reading
+            # the stream (and granting the sender flow-control window) meanwhile.
+            await trio.to_thread.run_sync(self._unpacker.feed, message.data)
         elif isinstance(message, ResultEnd):
             self._finish()
 
