@@ -13,9 +13,10 @@ from rich.table import Table
 
 from cli.errors import fail, reported_errors
 from cli.node import OUTPUT_OPTION, Output, emit
+from cli.wasm import module_args
 from swarm.client import Client
 from swarm.executor import parse_size
-from swarm.jobspec import load_job_spec
+from swarm.jobspec import JobSpec, load_job_spec
 from swarm.storage.inputs import parse_env, parse_input
 
 job_app = typer.Typer(help="Run and inspect jobs.", no_args_is_help=True)
@@ -25,8 +26,10 @@ console = Console(stderr=False, highlight=False)
 
 
 def wasm_run(
-    module: Path = typer.Argument(..., help="The .wasm module to send."),
-    args: list[str] = typer.Argument(None, help="Arguments for the module (after --)."),
+    module: Path = typer.Argument(..., metavar="MODULE", help="The .wasm module to send."),
+    args: list[str] = typer.Argument(
+        None, metavar="ARGS", help="Arguments for the module, after --."
+    ),
     inputs: list[str] = typer.Option(
         [],
         "--input",
@@ -45,8 +48,6 @@ def wasm_run(
     id_only: bool = ID_ONLY_OPTION,
 ) -> None:
     """Send MODULE to the swarm as a job and follow it."""
-    from cli.wasm import module_args
-
     with reported_errors():
         spec = {
             "name": name or module.name,
@@ -62,8 +63,6 @@ def wasm_run(
                 "memory": parse_size(memory),
             },
         }
-        from swarm.jobspec import JobSpec
-
         _run(JobSpec.from_dict(spec), wait=wait, id_only=id_only)
 
 

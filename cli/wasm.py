@@ -26,8 +26,10 @@ def _home() -> Path:
 
 @app.command("exec", context_settings={"allow_interspersed_args": False})
 def exec_(
-    module: Path = typer.Argument(..., help="The .wasm module to run."),
-    args: list[str] = typer.Argument(None, help="Arguments for the module (after --)."),
+    module: Path = typer.Argument(..., metavar="MODULE", help="The .wasm module to run."),
+    args: list[str] = typer.Argument(
+        None, metavar="ARGS", help="Arguments for the module, after --."
+    ),
     inputs: list[str] = typer.Option(
         [],
         "--input",
