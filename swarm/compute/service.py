@@ -122,33 +122,28 @@ class ComputeService:
         self._reserved.discard(job_id)
 
     async def execute(self, award: Award, link: RequesterLink) -> None:
-        """Run one awarded execution to its end and deliver its results over ``link``."""
+        """Run one awarded execution to its end and deliver its results over ``link``.
+
+        A run slot is held only while the guest runs: fetching the module and talking to
+        the requester (round trips, not work) overlap with other executions' runs.
+        """
         self._reserved.discard(award.job_id)
         self.waiting += 1
-        waiting = True
+        slot = _Slot(self)
         try:
-            async with self._slots:
-                self.waiting -= 1
-                waiting = False
-                self.running += 1
-                try:
-                    await self._run(award, link)
-                except SwarmError as exc:  # the requester is gone or refused: nothing to tell
-                    logger.warning(
-                        "execution %s ended without delivery: %s", award.execution_id, exc
-                    )
-                finally:
-                    self.running -= 1
+            await self._run(award, link, slot)
+        except SwarmError as exc:  # the requester is gone or refused: nothing to tell
+            logger.warning("execution %s ended without delivery: %s", award.execution_id, exc)
         finally:
-            if waiting:
+            if not slot.taken:
                 self.waiting -= 1
 
-    async def _run(self, award: Award, link: RequesterLink) -> None:
+    async def _run(self, award: Award, link: RequesterLink, slot: _Slot) -> None:
         work = self.work_dir / award.execution_id
         try:
             async with link.open_results(award) as results:
                 try:
-                    result = await self._guest(award.spec, work, link, results)
+                    result = await self._guest(award.spec, work, link, results, slot)
                 except SwarmError as exc:  # the job could not run here: say why
                     await results.send(_run_end_without_run(str(exc)))
                 else:
@@ -160,7 +155,9 @@ class ComputeService:
         finally:
             await trio.to_thread.run_sync(shutil.rmtree, work, True)
 
-    async def _guest(self, spec: JobSpec, work: Path, link, results: ResultChannel) -> RunResult:
+    async def _guest(
+        self, spec: JobSpec, work: Path, link, results: ResultChannel, slot: _Slot
+    ) -> RunResult:
         task = spec.task
         if not self.blobs.has(task.module):
             await link.fetch_module(task.module, self.blobs)
@@ -183,8 +180,26 @@ class ComputeService:
         send, receive = trio.open_memory_channel[OutputChunk](64)
         async with open_nursery() as nursery:
             nursery.start_soon(_forward_logs, receive, results)
-            async with send:
+            async with send, slot:
                 return await self.executor.run(run_spec, output=send)
+
+
+class _Slot:
+    """One execution's hold on a run slot of ``service``, taken at most once."""
+
+    def __init__(self, service: ComputeService) -> None:
+        self.service = service
+        self.taken = False
+
+    async def __aenter__(self) -> None:
+        await self.service._slots.acquire()
+        self.taken = True
+        self.service.waiting -= 1
+        self.service.running += 1
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.service.running -= 1
+        self.service._slots.release()
 
 
 async def _forward_logs(receive: trio.MemoryReceiveChannel, results: ResultChannel) -> None:
