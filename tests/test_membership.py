@@ -121,8 +121,8 @@ def test_replays_and_older_adverts_are_refused_and_change_nothing(table, clock):
     clock.now += 10
     assert table.observe(first) is DropReason.REPLAYED
     older = Advert(info("b", name="older"), seq=first.seq - 1)
-    assert table.check(older) is DropReason.REPLAYED
-    assert table.observe(older) is DropReason.REPLAYED
+    assert table.check(older) is DropReason.OUTDATED
+    assert table.observe(older) is DropReason.OUTDATED
     member = table.get("b")
     assert member.info.name == "first"
     assert member.last_seen == T0  # the replay did not refresh it

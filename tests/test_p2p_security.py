@@ -160,6 +160,12 @@ class Mallory:
         self.pubsub.router.send_rpc(to, rpc_pb2.RPC(publish=list(messages)))
 
 
+def hostile(dropped: dict[str, int]) -> dict[str, int]:
+    """Drop counts without ``outdated``: x's and y's own adverts reach each other out of
+    order when gossip answers an IWANT late, which is normal and counted there."""
+    return {reason: n for reason, n in dropped.items() if reason != "outdated"}
+
+
 async def test_bad_adverts_are_dropped_counted_and_not_forwarded(tmp_path):
     async with AsyncExitStack() as stack:
         x = await stack.enter_async_context(open_node(config(tmp_path, "x")))
@@ -210,15 +216,15 @@ async def test_bad_adverts_are_dropped_counted_and_not_forwarded(tmp_path):
             "replayed": 1,
             "error": 0,
         }
-        await wait_until(lambda: x.dropped() == expected, what=f"drops {expected}")
+        await wait_until(lambda: hostile(x.dropped()) == expected, what=f"drops {expected}")
 
         with Client(x.api_url, x.config.api_token) as client:
             agent = await trio.to_thread.run_sync(client.agent)
-        assert agent["dropped"] == expected
+        assert hostile(agent["dropped"]) == expected
 
         # Nothing bad reached y, the good advert did, and x still runs normally.
         await wait_until(lambda: "mallory" in names(y), what="the good advert to be forwarded")
-        assert set(y.dropped().values()) == {0}, y.dropped()
+        assert set(hostile(y.dropped()).values()) == {0}, y.dropped()
         assert names(x) == names(y) == {"x", "y", "mallory"}
         seen = y.table.get(x.peer_id).seq
         await wait_until(lambda: y.table.get(x.peer_id).seq > seen, what="x's next advert")

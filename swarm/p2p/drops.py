@@ -17,7 +17,8 @@ class DropReason(enum.StrEnum):
     AUTHOR_MISMATCH = "author_mismatch"  # signed by one peer, claims to describe another
     STALE = "stale"  # issued too long ago
     FUTURE = "future"  # issued too far in the future (clock skew or forgery)
-    REPLAYED = "replayed"  # not newer than one already accepted from the same node
+    REPLAYED = "replayed"  # the very advert (same seq) already accepted from that node
+    OUTDATED = "outdated"  # older than one already accepted: gossip delivered it late
     ERROR = "error"  # the gossip stack failed on it (library bug or hostile input)
 
 

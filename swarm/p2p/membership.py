@@ -6,8 +6,9 @@ when it arrived. From the age of that arrival it derives the status: healthy; un
 once ``missed_heartbeats`` heartbeats are overdue; lost after ``lost_after`` seconds;
 after ``forget_after`` seconds the row is dropped altogether.
 
-Adverts not newer than the one held (replays, reordering) are refused, and so are adverts
-issued more than ``max_age`` seconds before or after the table's clock. Because
+Adverts not newer than the one held are refused: the same one again is ``replayed``, an
+older one ``outdated`` (gossip reorders; a replayed old advert looks the same). So are
+adverts issued more than ``max_age`` seconds before or after the table's clock. Because
 ``forget_after`` exceeds ``max_age``, a replay of a forgotten node's advert is too old to
 bring it back.
 
@@ -75,8 +76,12 @@ class MembershipTable:
         if advert.issued_at > now + self._max_age:
             return DropReason.FUTURE
         row = self._rows.get(advert.info.peer_id)
-        if row is not None and advert.seq <= row.seq:
+        if row is not None and advert.seq == row.seq:
             return DropReason.REPLAYED
+        if row is not None and advert.seq < row.seq:
+            # Normal under gossip (an IWANT answer can bring an advert after its successor),
+            # and also what a replay of an old advert looks like: refused either way.
+            return DropReason.OUTDATED
         return None
 
     def observe(self, advert: Advert) -> DropReason | None:

@@ -69,7 +69,12 @@ def serve_requester_protocols(host: IHost, requester: RequesterService, drops: D
 
     async def on_result(stream: FramedStream) -> None:
         start = await stream.receive(ResultStart)
-        session = requester.open_session(stream.peer_id, start)
+        try:
+            session = requester.open_session(stream.peer_id, start)
+        except SwarmError as exc:  # e.g. an id too short or ambiguous to look up: malformed
+            if isinstance(exc, ProtocolError):
+                raise
+            raise ProtocolError(f"results refused: {exc}") from None
         try:
             while True:
                 message = await stream.receive(Log, RunEnd, Outputs, ResultEnd)
