@@ -35,6 +35,7 @@ from swarm.client import Client
 from swarm.errors import ProtocolError
 from swarm.jobspec import InputSource, JobSpec, ResourceRequest
 from swarm.lifecycle import ExecutionState, JobState
+from swarm.node import open_node
 from swarm.p2p.drops import DropCounter, DropReason
 from swarm.p2p.gossip import JOBS_TOPIC, open_gossip
 from swarm.p2p.host import open_host
@@ -58,7 +59,6 @@ from swarm.protocol import (
     ResultStart,
     RunEnd,
 )
-from swarm.node import open_node
 from swarm.storage.blobs import digest_bytes
 from tests.guests import hello
 from tests.test_p2p_security import Mallory, config, wait_until
@@ -130,9 +130,7 @@ async def attacker_of(node):
 async def run_hello(node, text: str) -> None:
     """A real job on ``node`` completes (placed on its own compute role)."""
     digest = node.requester.blobs.put_bytes(hello(text))
-    job = node.requester.submit(
-        JobSpec.from_dict({"name": "still-up", "task": {"module": digest}})
-    )
+    job = node.requester.submit(JobSpec.from_dict({"name": "still-up", "task": {"module": digest}}))
     job = await node.requester.wait(job.id, timeout=10)
     assert job.state is JobState.COMPLETED, job.reason
     (execution,) = node.requester.store.executions(job.id)
@@ -239,7 +237,11 @@ async def test_bad_streams_to_a_requester_are_reset_counted_and_harmless(tmp_pat
         results = x.requester.results.root
         stored = tree(results)
         unknown_bid = BidMessage("no-such-job", has_data=False, capacity=1.0, queue_length=0)
-        wrong_types = {BID_PROTOCOL: Ack(), BLOB_PROTOCOL: unknown_bid, RESULT_PROTOCOL: unknown_bid}
+        wrong_types = {
+            BID_PROTOCOL: Ack(),
+            BLOB_PROTOCOL: unknown_bid,
+            RESULT_PROTOCOL: unknown_bid,
+        }
         count = 0
         for protocol, wrong_type in wrong_types.items():
             for frames in bad_streams(protocol, wrong_type):
