@@ -7,9 +7,9 @@ export ZIG_GLOBAL_CACHE_DIR ?= $(CURDIR)/.zigcache
 export GOCACHE ?= $(CURDIR)/.gocache
 export GOFLAGS ?= -trimpath
 
-.PHONY: install test demo examples bench lint clean
+.PHONY: install test demo examples bench lint clean chromium
 
-install: $(STAMP)
+install: $(STAMP) chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,10 +17,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
 	touch $(STAMP)
 
+# The browser test drives Debian's Chromium (Playwright never downloads one). Installed when
+# missing and we are root with apt, as in CI; elsewhere the test fails and says how to get it.
+chromium:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
+
 examples: $(STAMP)
 	$(MAKE) -C examples PATH="$(CURDIR)/$(BIN):$$PATH" PYTHON="$(CURDIR)/$(BIN)/python"
 
-test: examples
+test: examples chromium
 	$(BIN)/python -m pytest -q
 
 demo: examples

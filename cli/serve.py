@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 from pathlib import Path
+from urllib.parse import quote
 
 import trio
 import typer
@@ -65,7 +66,9 @@ def serve(
     home: str | None = typer.Option(
         None, envvar="SWARM_HOME", help="Node home (default: ~/.swarm)."
     ),
-    web_ui: bool = typer.Option(False, "--web-ui", help="Serve the web UI (not yet available)."),
+    web_ui: bool = typer.Option(
+        False, "--web-ui", help="Serve the web UI on the API port (the banner prints its URL)."
+    ),
     heartbeat: float = typer.Option(DEFAULT_HEARTBEAT, help="Seconds between adverts."),
     max_jobs: int | None = typer.Option(
         None, help="Executions this node runs at once (default: its CPU count)."
@@ -145,6 +148,7 @@ def banner(node) -> str:
         f"  swarm:    {addresses[0]}",
         *(f"            {address}" for address in addresses[1:]),
         f"  api:      {node.api_url}",
+        *([f"  web ui:   {web_ui_url(node)}"] if node.config.web_ui else []),
         "",
         "To join this swarm from another node:",
         f"  {join}",
@@ -154,6 +158,12 @@ def banner(node) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def web_ui_url(node) -> str:
+    """The page's URL; the token rides in the fragment, which browsers never send."""
+    token = node.config.api_token
+    return f"{node.api_url}/#token={quote(token, safe='')}" if token else f"{node.api_url}/"
 
 
 def _is_loopback(address: str) -> bool:

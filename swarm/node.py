@@ -269,7 +269,7 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
                 nursery.start_soon(keep_enough_peers, host, table.members)
                 if config.mdns:
                     await nursery.start(partial(discover_with_mdns, host, swarm_key=swarm_key))
-                app = create_app(node, token=config.api_token)
+                app = create_app(node, token=config.api_token, web_ui=config.web_ui)
                 node.api_port = await nursery.start(
                     serve_api, app, config.api_host, config.api_port
                 )

@@ -1,8 +1,9 @@
 """The HTTP API (v1): routes, bearer-token auth and the JSON shapes.
 
-Every route requires ``Authorization: Bearer <token>`` when the node has a token (the one
-in `swarm.run`); without a valid one the answer is 401. The app only reads the node
-through the small ``NodeView`` protocol, so tests can serve it a fake.
+Every /api/v1 route requires ``Authorization: Bearer <token>`` when the node has a token
+(the one in `swarm.run`); without a valid one the answer is 401. The web UI's page and
+assets (``web_ui``, see ``swarm.api.ui``) need none: they hold no data. The app only
+reads the node through the small ``NodeView`` protocol, so tests can serve it a fake.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Protocol
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 
 from swarm.api.jobs import install_error_handlers, jobs_router
+from swarm.api.ui import page_router, summary_router
 from swarm.models import Member, NodeInfo
 from swarm.p2p.adverts import node_info_to_map
 
@@ -28,7 +30,9 @@ class NodeView(Protocol):
     def connected_peers(self) -> int: ...
 
 
-def create_app(node: NodeView, *, token: str | None) -> FastAPI:
+def create_app(node: NodeView, *, token: str | None, web_ui: bool = False) -> FastAPI:
+    """The API app; with ``web_ui`` also the page at ``/`` and the summaries it polls."""
+
     def require_token(request: Request) -> None:
         if token is None:
             return
@@ -57,8 +61,12 @@ def create_app(node: NodeView, *, token: str | None) -> FastAPI:
         return [member_to_json(member) for member in node.members()]
 
     router.include_router(jobs_router(getattr(node, "requester", None)))
+    if web_ui:
+        router.include_router(summary_router(getattr(node, "requester", None)))
     app = FastAPI(title="swarm", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(router)
+    if web_ui:
+        app.include_router(page_router())  # no token: the page holds no data, the API does
     install_error_handlers(app)
     return app
 

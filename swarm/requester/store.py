@@ -323,6 +323,40 @@ class JobStore:
             )
             return [EventRecord(*row) for row in rows]
 
+    # Summaries: one query each however many jobs, for pages that poll (the web UI)
+
+    def executions_of(self, job_ids: Iterable[str]) -> dict[str, list[ExecutionRecord]]:
+        """The executions of several jobs at once, oldest first, keyed by job id."""
+        ids = list(dict.fromkeys(job_ids))
+        found: dict[str, list[ExecutionRecord]] = {job_id: [] for job_id in ids}
+        with self._transaction() as db:
+            for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter cap
+                chunk = ids[start : start + 500]
+                rows = db.execute(
+                    f"{_EXECUTION_SELECT} WHERE job_id IN ({', '.join('?' * len(chunk))})"
+                    " ORDER BY created, rowid",
+                    chunk,
+                )
+                for row in rows:
+                    found[row[1]].append(_execution(row))
+        return found
+
+    def ended_since(self, since: float) -> list[tuple[JobState, float, float]]:
+        """``(state, created, updated)`` of every job that ended at or after ``since``."""
+        states = [str(s) for s in JobState if s.is_terminal]
+        query = (
+            f"SELECT state, created, updated FROM jobs WHERE state IN"
+            f" ({', '.join('?' * len(states))}) AND updated >= ? ORDER BY updated"
+        )
+        with self._transaction() as db:
+            return [(JobState(s), c, u) for s, c, u in db.execute(query, (*states, since))]
+
+    def count_by_state(self) -> dict[JobState, int]:
+        """How many jobs are in each state (states with none are absent)."""
+        with self._transaction() as db:
+            rows = db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+            return {JobState(state): count for state, count in rows}
+
 
 _JOB_SELECT = "SELECT id, name, spec, state, reason, created, updated FROM jobs"
 _EXECUTION_SELECT = (
