@@ -246,10 +246,10 @@ function renderNodes(nodes) {
       el("td", { className: "mono", title: node.peer_id }, shortPeer(node.peer_id)),
       el("td", {}, (node.roles || []).join(", ")),
       el("td", {}, stateBadge(node.status, "status")),
-      el("td", {}, Object.entries(node.labels || {}).map(([k, v]) => el("span", { className: "chip" }, `${k}=${v}`))),
+      el("td", {}, Object.entries(node.labels || {}).map(([k, v]) => el("span", { className: "chip", title: `${k}=${v}` }, `${k}=${v}`))),
       el("td", {}, `${res.cpu ?? "?"} CPU · ${formatBytes(res.memory_free)} / ${formatBytes(res.memory)}`),
       el("td", { title: gpus.map((g) => g.name).join(", ") }, `${res.gpu ?? gpus.length}`),
-      el("td", {}, (node.datasets || []).map((d) => el("span", { className: "chip" }, d))),
+      el("td", {}, (node.datasets || []).map((d) => el("span", { className: "chip", title: d }, d))),
       el("td", { className: "num" }, `${node.running ?? 0} / ${node.queued ?? 0}`),
       el("td", { title: node.last_seen }, node.self ? "—" : formatAgo(node.last_seen)),
     );
@@ -488,6 +488,7 @@ function route() {
   } else {
     stopLogs();
     ui.job = null;
+    ui.lastStats = 0; // redraw the chart at the width it has now
     show("overview");
   }
   poll();

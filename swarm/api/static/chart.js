@@ -5,9 +5,8 @@
 
 window.swarmChart = (() => {
   const NS = "http://www.w3.org/2000/svg";
-  const W = 480;
-  const H = 170;
-  const M = { left: 30, right: 46, top: 12, bottom: 20 };
+  const H = 150; // pixels; the width is the card's, read at each drawing
+  const M = { left: 30, right: 50, top: 12, bottom: 20 };
   const STACK = ["completed", "failed", "stopped"];
 
   function svg(tag, attrs, text) {
@@ -29,6 +28,8 @@ window.swarmChart = (() => {
 
   // `minutes`: [{start, completed, failed, stopped, latency_median, latency_max}], oldest first.
   function draw(target, minutes) {
+    last = [target, minutes];
+    const W = Math.max(320, Math.round(target.getBoundingClientRect().width) || 960);
     target.setAttribute("viewBox", `0 0 ${W} ${H}`);
     const plotW = W - M.left - M.right;
     const plotH = H - M.top - M.bottom;
@@ -99,6 +100,11 @@ window.swarmChart = (() => {
     }
     target.replaceChildren(...parts);
   }
+
+  let last = null;
+  window.addEventListener("resize", () => {
+    if (last) draw(...last);
+  });
 
   return { draw };
 })();
