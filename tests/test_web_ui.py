@@ -10,6 +10,7 @@ to ``docs/`` (that is how docs/web-ui.png was made); they always go to the test'
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -25,7 +26,7 @@ from swarm.api.ui import per_minute
 from swarm.jobspec import JobSpec
 from swarm.lifecycle import ExecutionState, JobState
 from swarm.requester.store import JOBS_DB, JobStore
-from tests.guests import hello
+from tests.guests import hello, ticker
 from tests.test_api_app import FakeNode
 
 TOKEN = "s3cret"
@@ -240,15 +241,17 @@ def stderr_and_exit(text: str, code: int) -> bytes:
     )
 
 
+def submit(node, tmp_path: Path, name: str, module: bytes) -> str:
+    with node.client() as api:
+        path = tmp_path / f"{hashlib.sha256(module).hexdigest()[:16]}.wasm"
+        path.write_bytes(module)
+        return api.submit({"name": name, "task": {"module": api.upload_module(path)}})["id"]
+
+
 def run_jobs(node, tmp_path: Path, jobs: list[tuple[str, bytes]]) -> list[dict]:
     """Submit every (name, module) to ``node``, then wait for all of them to end."""
+    ids = [submit(node, tmp_path, name, module) for name, module in jobs]
     with node.client() as api:
-        ids = []
-        for name, module in jobs:
-            path = tmp_path / f"{len(ids)}.wasm"
-            path.write_bytes(module)
-            digest = api.upload_module(path)
-            ids.append(api.submit({"name": name, "task": {"module": digest}})["id"])
         return [api.wait(job_id) for job_id in ids]
 
 
@@ -347,6 +350,15 @@ def test_the_page_in_chromium(serve, browser, tmp_path):
     expect(page.locator("#logs pre.stdout")).to_have_text(f"hello {script}\n")
     assert page.locator("#job script, #job img").count() == 0
     assert page.evaluate("typeof window.pwned") == "undefined"
+
+    # A running job: its page follows its stdout while it runs, then shows it ended.
+    ticking = submit(alpha, tmp_path, "ticker", ticker(6, 0.3))
+    page.goto(f"{base}#/jobs/{ticking}")
+    stdout = page.locator("#logs pre.stdout")
+    expect(stdout).to_contain_text("tick")
+    assert page.locator("#job-state").inner_text() in ("pending", "running")
+    expect(page.locator("#job-state")).to_have_text("completed")
+    expect(stdout).to_have_text("tick\n" * 6)
 
     beta.wait_ready()
     beta_row = overview.locator(f'#nodes tbody tr[data-peer="{beta.peer_id}"]')

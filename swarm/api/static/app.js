@@ -30,8 +30,10 @@ const ui = {
   stateCounts: {},
   job: null, // the job page: {id, data, logs: AbortController}
   lastStats: 0,
+  jobsAsked: 0,
   timer: null,
   busy: false,
+  again: false, // asked to poll while a poll was running: poll again as soon as it ends
 };
 
 // ---- small DOM helpers ------------------------------------------------------------
@@ -128,6 +130,7 @@ function stateBadge(state, kind = "state") {
 // ---- the API ----------------------------------------------------------------------
 
 class Unauthorized extends Error {}
+class ApiError extends Error {} // the node answered, with an error (a network failure is a TypeError)
 
 async function api(path, options = {}) {
   const headers = new Headers(options.headers || {});
@@ -141,7 +144,7 @@ async function api(path, options = {}) {
     } catch (_) {
       // not JSON: keep the status line
     }
-    throw new Error(detail);
+    throw new ApiError(detail);
   }
   return response;
 }
@@ -317,7 +320,9 @@ async function refreshNodes() {
 async function refreshJobs() {
   const query = new URLSearchParams({ limit: String(ui.jobsLimit) });
   if (ui.filter) query.set("state", ui.filter);
-  renderJobs(await getJson(`/ui/jobs?${query}`));
+  const asked = ++ui.jobsAsked;
+  const jobs = await getJson(`/ui/jobs?${query}`);
+  if (asked === ui.jobsAsked) renderJobs(jobs); // else a newer filter's answer is coming
 }
 
 async function refreshStats() {
@@ -419,13 +424,26 @@ function stopLogs() {
   if (ui.job) ui.job.logs = null;
 }
 
-// Read the NDJSON log stream: what is stored first, then (follow) chunks as they come.
-async function streamLogs(jobId, follow) {
+function clearLogs() {
+  for (const pre of document.querySelectorAll("#logs pre.log")) {
+    pre.replaceChildren();
+    pre.dataset.size = "0";
+  }
+}
+
+// Read the NDJSON log stream: everything stored so far, then (follow) chunks as they
+// come, until the job ends. A stream cut short is read again from the start on the next
+// poll, so the panes are cleared first.
+async function streamLogs(job, follow) {
   const controller = new AbortController();
-  ui.job.logs = controller;
-  $("logs-state").textContent = follow ? "live" : "";
+  job.logs = controller;
+  const status = $("logs-state");
+  status.textContent = follow ? "live" : "";
+  status.classList.remove("error");
+  clearLogs();
   try {
-    const response = await api(`/jobs/${jobId}/logs?follow=${follow}`, { signal: controller.signal });
+    const path = `/jobs/${encodeURIComponent(job.id)}/logs?follow=${follow}`;
+    const response = await api(path, { signal: controller.signal });
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
     for (;;) {
@@ -437,14 +455,16 @@ async function streamLogs(jobId, follow) {
       for (const line of lines) if (line.trim()) appendLog(JSON.parse(line));
     }
     if (buffer.trim()) appendLog(JSON.parse(buffer));
-    $("logs-state").textContent = "";
+    job.logsDone = true; // the stream ends when the job has
+    status.textContent = "";
   } catch (error) {
     if (controller.signal.aborted) return;
-    $("logs-state").textContent = "";
-    handleError(error, `logs: ${error.message}`);
-    return;
+    if (error instanceof Unauthorized) return handleError(error);
+    status.textContent = `not available: ${error.message}`;
+    status.classList.add("error");
+  } finally {
+    if (job.logs === controller) job.logs = null;
   }
-  if (ui.job && ui.job.logs === controller) ui.job.logs = null;
 }
 
 async function refreshJob() {
@@ -454,11 +474,8 @@ async function refreshJob() {
   job.data = data;
   renderJob(data);
   for (const e of data.executions) if (e.state !== "cancelled") logBlock(e.id, e.node_id);
-  // Follow while the job lives; once it ended, one read of what is stored.
-  if (!job.logs && !job.logsDone) {
-    job.logsDone = ENDED.has(data.state);
-    streamLogs(data.id, !ENDED.has(data.state));
-  }
+  // Follow while the job lives; once it has ended, one read of what is stored.
+  if (!job.logs && !job.logsDone) streamLogs(job, !ENDED.has(data.state));
 }
 
 // ---- routing and polling ------------------------------------------------------------
@@ -497,7 +514,11 @@ function route() {
 async function poll() {
   clearTimeout(ui.timer);
   if (ui.token === null) return;
-  if (!ui.busy && !document.hidden) {
+  if (ui.busy) {
+    ui.again = true;
+    return;
+  }
+  if (!document.hidden) {
     ui.busy = true;
     try {
       const work = [refreshNodes()];
@@ -514,16 +535,24 @@ async function poll() {
       setError("");
     } catch (error) {
       if (error instanceof Unauthorized) {
-        handleError(error);
         ui.busy = false;
+        handleError(error);
         return;
       }
-      setLive("offline", "offline");
-      $("live").title = error.message;
-      setError(`cannot reach the node: ${error.message}`);
+      if (error instanceof ApiError) {
+        setError(error.message); // e.g. no such job: the node itself is fine
+      } else {
+        setLive("offline", "offline");
+        $("live").title = error.message;
+        setError(`cannot reach the node: ${error.message}`);
+      }
     } finally {
       ui.busy = false;
     }
+  }
+  if (ui.again) {
+    ui.again = false;
+    return poll();
   }
   ui.timer = setTimeout(poll, POLL_MS);
 }
