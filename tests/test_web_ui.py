@@ -364,6 +364,8 @@ def test_the_page_in_chromium(serve, browser, tmp_path):
     beta_row = overview.locator(f'#nodes tbody tr[data-peer="{beta.peer_id}"]')
     expect(beta_row).to_contain_text("beta", timeout=20_000)
     expect(beta_row).to_contain_text("compute")
+    expect(overview.locator(f'#jobs tbody tr[data-job="{ticking}"]')).to_contain_text("completed")
+    expect(overview.locator('#filters button[data-filter="completed"] .n')).to_have_text("2")
     assert overview.evaluate("window.notReloaded") is True
     assert overview.evaluate("typeof window.pwned") == "undefined"
     save_screenshot(overview, tmp_path, "web-ui.png")

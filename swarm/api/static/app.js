@@ -31,6 +31,7 @@ const ui = {
   job: null, // the job page: {id, data, logs: AbortController}
   lastStats: 0,
   jobsAsked: 0,
+  jobsSeen: "", // ids and states last shown: when they change, the chart is redrawn too
   timer: null,
   busy: false,
   again: false, // asked to poll while a poll was running: poll again as soon as it ends
@@ -322,7 +323,11 @@ async function refreshJobs() {
   if (ui.filter) query.set("state", ui.filter);
   const asked = ++ui.jobsAsked;
   const jobs = await getJson(`/ui/jobs?${query}`);
-  if (asked === ui.jobsAsked) renderJobs(jobs); // else a newer filter's answer is coming
+  if (asked !== ui.jobsAsked) return; // a newer filter's answer is coming
+  renderJobs(jobs);
+  const seen = jobs.map((j) => `${j.id}:${j.state}`).join(",");
+  if (seen !== ui.jobsSeen) ui.lastStats = 0; // something ended or started: counts moved
+  ui.jobsSeen = seen;
 }
 
 async function refreshStats() {
@@ -357,7 +362,11 @@ function renderJob(job) {
       const seconds = (Date.parse(e.updated) - Date.parse(e.created)) / 1000;
       const button = el("button", { type: "button", className: "quiet" }, "download");
       button.addEventListener("click", () =>
-        download(`/jobs/${job.id}/results/${e.id}`, `job-${shortId(job.id)}-${shortId(e.id)}.tar.zst`, button),
+        download(
+          `/jobs/${encodeURIComponent(job.id)}/results/${encodeURIComponent(e.id)}`,
+          `job-${shortId(job.id)}-${shortId(e.id)}.tar.zst`,
+          button,
+        ),
       );
       const hasResults = ["completed", "failed"].includes(e.state);
       return el(
@@ -526,10 +535,10 @@ async function poll() {
         // Once a job has ended and been shown, it cannot change any more.
         if (!ui.job.data || !ENDED.has(ui.job.data.state)) work.push(refreshJob());
       } else {
-        work.push(refreshJobs());
-        if (Date.now() - ui.lastStats >= STATS_MS) work.push(refreshStats());
+        work.push(refreshJobs()); // then the stats, if due or if the jobs changed
       }
       await Promise.all(work);
+      if (!ui.job && Date.now() - ui.lastStats >= STATS_MS) await refreshStats();
       setLive("live", `live · ${new Date().toLocaleTimeString()}`);
       $("live").title = `refreshed every ${POLL_MS / 1000} s`;
       setError("");
@@ -578,7 +587,8 @@ function start() {
     refreshJobs().catch((e) => handleError(e));
   });
   $("job-download").addEventListener("click", (event) => {
-    if (ui.job) download(`/jobs/${ui.job.id}/results`, `job-${shortId(ui.job.id)}.tar.zst`, event.currentTarget);
+    const job = ui.job;
+    if (job) download(`/jobs/${encodeURIComponent(job.id)}/results`, `job-${shortId(job.id)}.tar.zst`, event.currentTarget);
   });
   window.addEventListener("hashchange", () => {
     const token = takeTokenFromFragment(); // someone pasted a fresh #token= URL
