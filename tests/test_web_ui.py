@@ -320,7 +320,7 @@ def test_the_page_in_chromium(serve, browser, tmp_path):
     # Live: this tab stays open while a second node starts; it must show up in it
     # without a reload (checked at the end, so the node starts while the rest runs).
     overview.evaluate("window.notReloaded = true")
-    beta = serve("beta", "--node-type", "compute", "--peer", alpha.address, ready=False)
+    beta = serve("beta", "--node-type", "compute", "--web-ui", "--peer", alpha.address, ready=False)
 
     # With the printed URL: the token moves out of the address bar into sessionStorage.
     page = new_page()
@@ -369,4 +369,10 @@ def test_the_page_in_chromium(serve, browser, tmp_path):
     assert overview.evaluate("window.notReloaded") is True
     assert overview.evaluate("typeof window.pwned") == "undefined"
     save_screenshot(overview, tmp_path, "web-ui.png")
+
+    # A compute node's page lists the nodes and says that its jobs are elsewhere.
+    page.goto(re.search(r"web ui:\s+(\S+)", beta.banner).group(1))
+    expect(page.locator("#no-jobs")).to_be_visible()
+    expect(page.locator(f'#nodes tbody tr[data-peer="{alpha.peer_id}"]')).to_be_visible()
+    expect(page.locator(".jobs-card")).to_be_hidden()
     assert errors == []

@@ -131,7 +131,13 @@ function stateBadge(state, kind = "state") {
 // ---- the API ----------------------------------------------------------------------
 
 class Unauthorized extends Error {}
-class ApiError extends Error {} // the node answered, with an error (a network failure is a TypeError)
+// The node answered, with an error (a network failure is a TypeError instead).
+class ApiError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.status = status;
+  }
+}
 
 async function api(path, options = {}) {
   const headers = new Headers(options.headers || {});
@@ -145,7 +151,7 @@ async function api(path, options = {}) {
     } catch (_) {
       // not JSON: keep the status line
     }
-    throw new ApiError(detail);
+    throw new ApiError(detail, response.status);
   }
   return response;
 }
@@ -322,12 +328,27 @@ async function refreshJobs() {
   const query = new URLSearchParams({ limit: String(ui.jobsLimit) });
   if (ui.filter) query.set("state", ui.filter);
   const asked = ++ui.jobsAsked;
-  const jobs = await getJson(`/ui/jobs?${query}`);
+  let jobs;
+  try {
+    jobs = await getJson(`/ui/jobs?${query}`);
+  } catch (error) {
+    // 503: a compute-only node, which keeps no jobs. Say so instead of an error each poll.
+    if (!(error instanceof ApiError && error.status === 503)) throw error;
+    ui.lastStats = Infinity;
+    showJobs(false);
+    return;
+  }
+  showJobs(true);
   if (asked !== ui.jobsAsked) return; // a newer filter's answer is coming
   renderJobs(jobs);
   const seen = jobs.map((j) => `${j.id}:${j.state}`).join(",");
   if (seen !== ui.jobsSeen) ui.lastStats = 0; // something ended or started: counts moved
   ui.jobsSeen = seen;
+}
+
+function showJobs(yes) {
+  $("no-jobs").hidden = yes;
+  for (const card of document.querySelectorAll(".chart-card, .jobs-card")) card.hidden = !yes;
 }
 
 async function refreshStats() {
