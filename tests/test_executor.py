@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -299,3 +301,56 @@ async def test_hostile_guests_leave_the_executor_healthy(executor, module, tmp_p
     result = await executor.run(spec(tmp_path, module(guests.hello())))
     assert result.status == RunStatus.COMPLETED
     assert os.getpid() > 0  # still here: nothing above took the test process down
+
+
+async def test_workers_outlive_the_thread_that_started_them(module, tmp_path, monkeypatch):
+    # trio starts processes from its thread cache, whose threads end when idle; a worker
+    # must not die with that thread (PR_SET_PDEATHSIG did exactly that, 10 s in).
+    from trio._core import _thread_cache
+
+    # Long enough for the worker to start (and set up any death signal) before the
+    # spawning thread ends, short enough for a quick test.
+    monkeypatch.setattr(_thread_cache, "IDLE_TIMEOUT", 1.5)
+    async with open_executor(cache_dir=tmp_path / "cache", max_workers=1, warm=1) as executor:
+        while not executor._idle:
+            await trio.sleep(0.02)
+        await trio.sleep(1.8)  # the spawning thread has ended by now
+        (worker,) = executor._idle
+        assert worker.process.poll() is None, "the warm worker died with its spawning thread"
+        result = await executor.run(spec(tmp_path, module(guests.hello())))
+        assert result.status == RunStatus.COMPLETED
+
+
+def test_workers_die_with_their_node(tmp_path):
+    # A node killed with SIGKILL cannot clean up: its workers must notice on their own.
+    script = (
+        "import sys, trio\n"
+        "from swarm.executor import open_executor\n"
+        "async def main():\n"
+        "    async with open_executor(max_workers=1, warm=1) as ex:\n"
+        "        while not ex._idle:\n"
+        "            await trio.sleep(0.05)\n"
+        "        print(ex._idle[0].process.pid, flush=True)\n"
+        "        await trio.sleep(60)\n"
+        "trio.run(main)\n"
+    )
+    node = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        worker_pid = int(node.stdout.readline())
+        node.kill()
+        node.wait()
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and _alive(worker_pid):
+            time.sleep(0.05)
+        assert not _alive(worker_pid), "the worker outlived its node"
+    finally:
+        node.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead too (its new parent, init, reaps it in its own time).
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"

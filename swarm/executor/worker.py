@@ -13,11 +13,15 @@ msgpack frames (``swarm.wire``). One run at a time:
 A separate process is the outer wall of the sandbox: a guest blocked in a host call
 cannot be interrupted by epochs, so the parent kills the worker at its hard deadline, and
 nothing a guest does (or a crash of wasmtime itself) can take the node down with it.
+
+A worker dies with its parent, even while a guest spins: the ticker thread exits the
+process once it has been re-parented. (Not ``PR_SET_PDEATHSIG``: it fires when the
+*thread* that forked the child ends, and trio forks from its thread cache, whose threads
+end after 10 s idle: workers were killed mid-run.)
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import sys
@@ -33,13 +37,14 @@ from swarm.executor.guest import TICK, OutputSink, OutputsWatch, Watchdog, run_g
 from swarm.executor.modules import ModuleCache, make_engine
 from swarm.wire import FrameDecoder, frame
 
-_PR_SET_PDEATHSIG = 1
 _FLUSH_EVERY = 2  # ticks: live output reaches the parent within ~20 ms
 _MEASURE_EVERY = 10  # ticks: /outputs is measured every ~100 ms
+_PARENT_EVERY = 10  # ticks: a worker outlives its parent by ~100 ms at most
 
 
 class Worker:
     def __init__(self, cache_dir: Path | None, events: int):
+        self.parent = os.getppid()
         self.engine = make_engine()
         self.linker = wasmtime.Linker(self.engine)
         self.linker.define_wasi()
@@ -64,6 +69,8 @@ class Worker:
             time.sleep(TICK)
             self.engine.increment_epoch()
             count += 1
+            if count % _PARENT_EVERY == 0 and os.getppid() != self.parent:
+                os._exit(0)  # the node is gone: so is whatever it asked us to run
             active = self._active
             if active is None:
                 continue
@@ -102,9 +109,7 @@ class Worker:
 
 
 def main() -> None:
-    # Die with the parent, even while a guest spins; leave Ctrl-C to the parent.
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over-size writes fail with EFBIG instead
     os.nice(5)  # the node's own event loop stays responsive next to a busy guest
     events = os.dup(1)  # the event pipe; stray prints go to stderr, never into the pipe
