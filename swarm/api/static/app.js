@@ -24,6 +24,7 @@ const FILTERS = [
 
 const ui = {
   token: null, // null: not known yet; "": the node asks for none
+  agent: null, // this node, from /agent
   nodes: new Map(), // peer id -> node, for names in the job tables
   filter: "",
   jobsLimit: JOBS_PAGE,
@@ -220,12 +221,18 @@ function forgetToken(message) {
   $("token-input").focus();
 }
 
+// The header names the node this page talks to.
+async function refreshAgent() {
+  const agent = await getJson("/agent");
+  ui.agent = agent;
+  $("node-name").textContent = `${agent.name} · ${shortPeer(agent.peer_id)}`;
+  $("node-name").title = agent.peer_id;
+}
+
 async function signIn(token) {
   ui.token = token;
   try {
-    const agent = await getJson("/agent");
-    $("node-name").textContent = `${agent.name} · ${shortPeer(agent.peer_id)}`;
-    $("node-name").title = agent.peer_id;
+    await refreshAgent();
   } catch (error) {
     if (error instanceof Unauthorized) {
       const asked = token ? "The node refused this token." : "";
@@ -552,6 +559,7 @@ async function poll() {
     ui.busy = true;
     try {
       const work = [refreshNodes()];
+      if (!ui.agent) work.push(refreshAgent()); // the node was unreachable at sign-in
       if (ui.job) {
         // Once a job has ended and been shown, it cannot change any more.
         if (!ui.job.data || !ENDED.has(ui.job.data.state)) work.push(refreshJob());
