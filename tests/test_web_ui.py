@@ -352,13 +352,13 @@ def test_the_page_in_chromium(serve, browser, tmp_path):
     assert page.evaluate("typeof window.pwned") == "undefined"
 
     # A running job: its page follows its stdout while it runs, then shows it ended.
-    ticking = submit(alpha, tmp_path, "ticker", ticker(6, 0.3))
+    ticking = submit(alpha, tmp_path, "ticker", ticker(4, 0.3))
     page.goto(f"{base}#/jobs/{ticking}")
     stdout = page.locator("#logs pre.stdout")
     expect(stdout).to_contain_text("tick")
     assert page.locator("#job-state").inner_text() in ("pending", "running")
     expect(page.locator("#job-state")).to_have_text("completed")
-    expect(stdout).to_have_text("tick\n" * 6)
+    expect(stdout).to_have_text("tick\n" * 4)
 
     beta.wait_ready()
     beta_row = overview.locator(f'#nodes tbody tr[data-peer="{beta.peer_id}"]')

@@ -494,6 +494,7 @@ async function streamLogs(job, follow) {
     if (buffer.trim()) appendLog(JSON.parse(buffer));
     job.logsDone = true; // the stream ends when the job has
     status.textContent = "";
+    if (follow && ui.job === job) poll(); // show the job's end now, not at the next tick
   } catch (error) {
     if (controller.signal.aborted) return;
     if (error instanceof Unauthorized) return handleError(error);
