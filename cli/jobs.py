@@ -35,7 +35,9 @@ def wasm_run(
         "--input",
         "-i",
         metavar="SRC[:DST]",
-        help="An input on the nodes, e.g. file:///data:/inputs (read-only; :rw to write).",
+        help="An input on the nodes: file:///path, data://NAME or data://NAME/path (each "
+        "node's own copy of a dataset), or https://host/file (add #sha256=HEX to check it); "
+        "then :/DST (default /inputs). Read-only; :rw makes a file:// input writable.",
     ),
     env: list[str] = typer.Option([], "--env", "-e", metavar="KEY=VALUE"),
     target: str = typer.Option("any", help="any: --count nodes run it; all: every node that can."),
@@ -79,7 +81,12 @@ def job_run(
 
 def _input_map(text: str) -> dict[str, Any]:
     arg = parse_input(text)
-    return {"source": arg.source, "target": arg.target, "writable": arg.writable}
+    return {
+        "source": arg.source,
+        "target": arg.target,
+        "writable": arg.writable,
+        "sha256": arg.sha256,
+    }
 
 
 def _run(spec, *, wait: bool, id_only: bool) -> None:

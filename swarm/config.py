@@ -18,6 +18,7 @@ from multiaddr.exceptions import Error as MultiaddrError
 
 from swarm.errors import ConfigError
 from swarm.models import AllowedPath, Role
+from swarm.storage.sources import check_dataset_name
 
 DEFAULT_HOME = "~/.swarm"
 DEFAULT_SWARM_PORT = 1235
@@ -166,6 +167,7 @@ def parse_dataset(text: str) -> Dataset:
     name = name.strip()
     if not sep or not name or not path:
         raise ConfigError(f"--data {text!r} is not NAME=PATH (example: --data logs=/var/log/app)")
+    check_dataset_name(name, f"--data {text!r}")
     resolved = Path(path).expanduser().absolute()
     if not resolved.exists():
         raise ConfigError(f"--data {name}: {resolved} does not exist")

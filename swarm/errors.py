@@ -8,6 +8,7 @@ sqlite, msgpack) are translated at the adapter that calls them, with ``raise ...
     ├── ConfigError               bad flags, settings or job spec; fix the input
     ├── NotFound                  no job, execution or blob with that id (or prefix)
     ├── MountError                an input mount that cannot be provided
+    │   └── InputUnavailable      an input the node bid for is gone; retryable elsewhere
     ├── ModuleError               a module that is not a runnable WASI command module
     ├── ExecutorError             the sandbox itself failed (worker died); retryable
     ├── ProtocolError             bytes from the network that are not a valid message
@@ -31,6 +32,12 @@ class ConfigError(SwarmError):
 
 class MountError(SwarmError):
     """An input mount that cannot be provided (missing path, clash of guest paths)."""
+
+
+class InputUnavailable(MountError):
+    """An input this node bid for is gone since: another node may still have it."""
+
+    retryable = True
 
 
 class ModuleError(SwarmError):

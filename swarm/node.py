@@ -195,7 +195,7 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
                     gpus=len(gpus),
                     labels=config.labels,
                     allowed_paths=config.allowed_paths,
-                    datasets=tuple(dataset.name for dataset in config.datasets),
+                    datasets=config.datasets,
                     max_jobs=max_jobs,
                 ),
                 executor=executor,

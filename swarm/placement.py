@@ -21,6 +21,8 @@ from swarm.errors import ConfigError
 from swarm.executor.spec import format_size
 from swarm.jobspec import InputSource, JobSpec, ResourceRequest, Target
 from swarm.models import AllowedPath, Role
+from swarm.storage.inputs import check_input
+from swarm.storage.sources import SourceKind, source_kind, split_dataset_uri
 
 __all__ = [
     "Bid",
@@ -31,6 +33,7 @@ __all__ = [
     "Offer",
     "choose_awards",
     "decide_bid",
+    "input_problem",
     "node_labels",
     "parse_constraint",
     "rank_bids",
@@ -91,15 +94,18 @@ class InputFacts:
     """What this node found about one input source (filled in by the I/O side).
 
     ``path`` is the host path after following symlinks (None when the source is not a
-    local absolute path); ``exists`` is only looked at inside the allow-list.
+    local absolute path, or a dataset path that leads out of its dataset); ``exists`` is
+    only looked at inside the allow-list or the dataset. URLs need no facts: any node
+    can download them, so ``supported`` is all there is.
     """
 
     source: str
-    supported: bool  # a scheme this node can serve (file:// today)
+    supported: bool  # a scheme this node can serve: file://, data://, http(s)://
     path: str | None = None
     exists: bool = False
-    allowed: bool = False  # inside an allow-listed pattern, after resolution
+    allowed: bool = False  # inside an allow-listed pattern (or the dataset), after resolution
     writable_allowed: bool = False  # inside a pattern marked :rw
+    hosted: bool = False  # data:// sources: this node hosts the dataset
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,7 @@ class Bid:
 
     job_id: str
     peer_id: str
-    has_data: bool  # every input is on this node (False for a job without inputs)
+    has_data: bool  # the job reads data this node holds (file:// or data:// inputs)
     capacity: float  # share of the node's job slots still free once it takes this job
     queue_length: int  # executions running or queued there now
 
@@ -144,7 +150,7 @@ def decide_bid(
     return Bid(
         job_id=offer.job_id,
         peer_id=node.peer_id,
-        has_data=bool(offer.inputs),
+        has_data=any(source_kind(i.source) is not SourceKind.URL for i in offer.inputs),
         capacity=(node.max_jobs - load - 1) / node.max_jobs,
         queue_length=load,
     )
@@ -170,7 +176,7 @@ def _first_reason(
     if (shortage := _resource_shortage(offer.resources, node)) is not None:
         return shortage
     for source in offer.inputs:
-        if (problem := _input_problem(source, input_facts.get(source.source))) is not None:
+        if (problem := input_problem(source, input_facts.get(source.source))) is not None:
             return problem
     return None
 
@@ -188,10 +194,31 @@ def _resource_shortage(wanted: ResourceRequest, node: NodeView) -> str | None:
     return None
 
 
-def _input_problem(source: InputSource, facts: InputFacts | None) -> str | None:
+def input_problem(source: InputSource, facts: InputFacts | None) -> str | None:
+    """Why this node cannot serve ``source`` (None: it can), given the I/O side's facts."""
     uri = source.source
+    kind = source_kind(uri)
+    if kind is not None:
+        try:  # a requester's parser refuses these; a hostile or newer one may not have
+            check_input(source, f"input {uri}")
+        except ConfigError as exc:
+            return str(exc)
     if facts is None or not facts.supported:
-        return f"input {uri} uses a source this node cannot serve (it serves file:// paths)"
+        return (
+            f"input {uri} uses a source this node cannot serve "
+            "(it serves file://, data:// and http(s):// inputs)"
+        )
+    if kind is SourceKind.URL:
+        return None  # downloaded at run time: failures are the run's
+    if kind is SourceKind.DATA:
+        dataset = split_dataset_uri(uri)[0]
+        if not facts.hosted:
+            return f"dataset {dataset} is not hosted here"
+        if facts.path is None:
+            return f"input {uri} leads out of dataset {dataset} here"
+        if not facts.exists:
+            return f"input {uri} does not exist here"
+        return None
     if facts.path is None:
         return f"input {uri} is not an absolute file:// path"
     if not facts.allowed:

@@ -432,7 +432,7 @@ def test_unsupported_and_odd_sources(tree):
     facts = input_facts(["s3://b/k", "file://relative", "https://x"], (AllowedPath("/"),))
     assert facts["s3://b/k"] == InputFacts("s3://b/k", supported=False)
     assert facts["file://relative"] == InputFacts("file://relative", supported=True)
-    assert not facts["https://x"].supported
+    assert facts["https://x"] == InputFacts("https://x", supported=True)  # any node downloads
 
 
 def test_nothing_is_allowed_without_an_allow_list(tree):

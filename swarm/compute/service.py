@@ -24,9 +24,11 @@ from typing import Protocol
 import trio
 
 from swarm.compute.inputs import input_facts
+from swarm.compute.provision import DEFAULT_FETCH_CAP, prepare_mounts
 from swarm.concurrency import open_nursery
+from swarm.config import Dataset
 from swarm.errors import SwarmError
-from swarm.executor import Executor, Mount, OutputChunk, RunResult, RunSpec
+from swarm.executor import Executor, OutputChunk, RunResult, RunSpec
 from swarm.jobspec import JobSpec
 from swarm.models import AllowedPath, Role
 from swarm.placement import Bid, Decline, NodeView, decide_bid, node_labels
@@ -62,7 +64,8 @@ class ComputeSettings:
     gpus: int
     labels: Mapping[str, str]
     allowed_paths: tuple[AllowedPath, ...]
-    datasets: tuple[str, ...] = ()
+    datasets: tuple[Dataset, ...] = ()
+    fetch_cap: int = DEFAULT_FETCH_CAP  # bytes the URL inputs of one execution may download
     max_jobs: int = 1
     trusted_requesters: frozenset[str] | None = None
 
@@ -102,7 +105,7 @@ class ComputeService:
             free_gpu=s.gpus,
             labels=self._labels,
             allowed_paths=s.allowed_paths,
-            datasets=s.datasets,
+            datasets=tuple(dataset.name for dataset in s.datasets),
             running=self.running,
             queued=self.queued,
             max_jobs=s.max_jobs + QUEUE_DEPTH * s.max_jobs,  # run slots plus the waiting line
@@ -111,7 +114,8 @@ class ComputeService:
 
     def consider(self, announce: JobAnnounce) -> Bid | Decline:
         """Bid or decline; a bid reserves a place until ``release`` or ``execute``."""
-        facts = input_facts((i.source for i in announce.inputs), self.settings.allowed_paths)
+        s = self.settings
+        facts = input_facts((i.source for i in announce.inputs), s.allowed_paths, s.datasets)
         decision = decide_bid(announce.offer(), self.view(), facts)
         if isinstance(decision, Bid):
             self._reserved.add(announce.job_id)
@@ -161,17 +165,18 @@ class ComputeService:
         task = spec.task
         if not self.blobs.has(task.module):
             await link.fetch_module(task.module, self.blobs)
-        facts = input_facts((i.source for i in task.inputs), self.settings.allowed_paths)
-        mounts = []
-        for source in task.inputs:
-            fact = facts[source.source]
-            if not (fact.allowed and fact.exists and fact.path):
-                raise SwarmError(f"input {source.source} is no longer available here")
-            mounts.append(Mount(Path(fact.path), source.target, source.writable))
+        mounts = await prepare_mounts(
+            task.inputs,
+            allowed_paths=self.settings.allowed_paths,
+            datasets=self.settings.datasets,
+            work=work,
+            fetch_cap=self.settings.fetch_cap,
+            fetch_deadline=task.timeout,
+        )
         run_spec = RunSpec(
             module=self.blobs.path(task.module),
             outputs_dir=work / "outputs",
-            mounts=tuple(mounts),
+            mounts=mounts,
             args=task.args,
             env=task.env,
             entry_point=task.entry_point,

@@ -119,10 +119,7 @@ class JobSpec:
                 "entry_point": task.entry_point,
                 "args": list(task.args),
                 "env": dict(task.env),
-                "inputs": [
-                    {"source": i.source, "target": i.target, "writable": i.writable}
-                    for i in task.inputs
-                ],
+                "inputs": [dataclasses.asdict(i) for i in task.inputs],
                 "timeout": task.timeout,
                 "memory": task.memory,
                 "caps": dataclasses.asdict(caps),

@@ -20,8 +20,7 @@ from typing import Any
 import yaml
 
 from swarm.constraints import parse_constraint
-from swarm.errors import ConfigError, MountError
-from swarm.executor.mounts import normalize_target
+from swarm.errors import ConfigError
 from swarm.executor.spec import (
     DEFAULT_MEMORY,
     DEFAULT_OUTPUT_FILES_CAP,
@@ -41,6 +40,7 @@ from swarm.jobspec.model import (
     TaskSpec,
 )
 from swarm.storage.blobs import DIGEST_PREFIX, is_digest
+from swarm.storage.inputs import input_from_text, make_input
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -264,46 +264,24 @@ def _read_env(data: Any) -> tuple[tuple[str, str], ...]:
 
 def _read_input(item: Any, name: str, base_dir: Path | None) -> InputSource:
     if isinstance(item, str):  # the -i form: SRC[:DST][:ro|:rw]
-        source, target, writable = _split_input(item, name)
-    else:
-        fields = _Fields(item, name, ("source", "target", "writable"), "{source: file:///data}")
-        source = _string(fields.get("source"), f"{name}.source")
-        target = _string(fields.get("target", "/inputs"), f"{name}.target")
-        writable = fields.get("writable", False)
-        if not isinstance(writable, bool):
-            raise ConfigError(f"{name}.writable must be true or false")
-    if "://" in source and not source.startswith("file://"):
-        scheme = source.split("://", 1)[0]
-        raise ConfigError(f"{name}: {scheme}:// inputs are not supported yet; use file:///path")
-    path = os.path.expanduser(source.removeprefix("file://"))
-    if not path:
-        raise ConfigError(f"{name} has no source path: use file:///path/to/data")
-    if not os.path.isabs(path):
-        if base_dir is None:
-            raise ConfigError(
-                f"{name} {source!r} must be an absolute path (it is read on the compute node)"
-            )
-        path = os.path.normpath(base_dir / path)
-    try:
-        target = normalize_target(target)
-    except MountError as exc:
-        raise ConfigError(f"{name}: {exc}") from None
-    return InputSource(source="file://" + path, target=target, writable=writable)
-
-
-def _split_input(text: str, name: str) -> tuple[str, str, bool]:
-    rest, writable = text, False
-    for suffix, flag in ((":rw", True), (":ro", False)):
-        if rest.endswith(suffix):
-            rest, writable = rest[: -len(suffix)], flag
-            break
-    scheme, sep, path = rest.rpartition("://") if "://" in rest else ("", "", rest)
-    head, colon, tail = path.rpartition(":")
-    if colon and tail.startswith("/"):
-        return scheme + sep + head, tail, writable
-    if not path:
-        raise ConfigError(f"{name} {text!r} has no source path: use file:///path[:/inputs]")
-    return rest, "/inputs", writable
+        return input_from_text(item, base_dir=base_dir, name=name)
+    fields = _Fields(
+        item, name, ("source", "target", "writable", "sha256"), "{source: file:///data}"
+    )
+    writable = fields.get("writable", False)
+    if not isinstance(writable, bool):
+        raise ConfigError(f"{name}.writable must be true or false")
+    sha256 = fields.get("sha256")
+    if sha256 is not None and not isinstance(sha256, str):
+        raise ConfigError(f"{name}.sha256 must be 64 hex digits, as a string")
+    return make_input(
+        _string(fields.get("source"), f"{name}.source"),
+        target=_string(fields.get("target", "/inputs"), f"{name}.target"),
+        writable=writable,
+        sha256=sha256,
+        base_dir=base_dir,
+        name=name,
+    )
 
 
 def _list(fields: _Fields, key: str) -> list:

@@ -1,1 +1,1 @@
-"""Where a job's inputs come from (local paths, later URLs and datasets) and the blob store."""
+"""Where a job's inputs come from (local paths, datasets, URLs) and the blob store."""
