@@ -1,4 +1,5 @@
-"""Job commands: `swarm wasm run`, `swarm job run`, `swarm get`, `swarm describe`, `swarm list`."""
+"""Job commands: `swarm wasm run`, `swarm job run|stop`, `swarm get`, `swarm logs`,
+`swarm describe`, `swarm list`."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from cli.wasm import module_args
 from swarm.client import Client
 from swarm.executor import parse_size
 from swarm.jobspec import JobSpec, load_job_spec
+from swarm.placement import short_peer_id
 from swarm.storage.inputs import parse_env, parse_input
 
 job_app = typer.Typer(help="Run and inspect jobs.", no_args_is_help=True)
@@ -42,8 +44,25 @@ def wasm_run(
     env: list[str] = typer.Option([], "--env", "-e", metavar="KEY=VALUE"),
     target: str = typer.Option("any", help="any: --count nodes run it; all: every node that can."),
     count: int = typer.Option(1, help="How many nodes run it (with --target any)."),
+    constraints: list[str] = typer.Option(
+        [],
+        "--constraint",
+        "-c",
+        metavar="EXPR",
+        help="Only nodes whose labels match, e.g. zone=eu, 'zone in (eu,us)', gpu, !spot.",
+    ),
+    cpu: float = typer.Option(1.0, help="CPUs a node must have free for it."),
+    gpu: int = typer.Option(0, help="GPUs a node must have free for it."),
     timeout: float = typer.Option(1800, help="Seconds before the module is stopped."),
-    memory: str = typer.Option("512MiB", help="Memory cap, e.g. 256MiB."),
+    memory: str = typer.Option(
+        "512MiB", help="Memory cap of the module, which a node must have free, e.g. 256MiB."
+    ),
+    queue_timeout: float = typer.Option(
+        0,
+        help="Seconds the job may wait for a node that can take it (default: fail at once "
+        "with every node's reason; jobs only waiting for a busy node always wait).",
+    ),
+    retries: int = typer.Option(2, help="Times to place it again when its node is lost mid-run."),
     entry_point: str = typer.Option("_start", help="Exported function to call."),
     name: str = typer.Option(None, help="A name for the job (default: the module's file name)."),
     wait: bool = WAIT_OPTION,
@@ -55,6 +74,10 @@ def wasm_run(
             "name": name or module.name,
             "type": {"any": "batch", "all": "ops"}.get(target, target),
             "count": count,
+            "constraints": list(constraints),
+            "resources": {"cpu": cpu, "gpu": gpu},
+            "retries": retries,
+            "queue_timeout": queue_timeout,
             "task": {
                 "module": str(module.resolve()),
                 "entry_point": entry_point,
@@ -166,6 +189,34 @@ def get(
         print(f"Fetching results of job '{job['id']}'...")
         folder = client.download_results(job, output_dir)
         print(f"Results for job '{job['id']}' have been written to...\n{folder}")
+
+
+@job_app.command("stop")
+def stop(job_id: str = typer.Argument(..., help="A job id, or a unique prefix of one.")) -> None:
+    """Cancel a job: its executions are stopped where they run; it ends `stopped`."""
+    with reported_errors(), Client.from_environment() as client:
+        job = client.stop(job_id)
+    print(f"Job {job['id']} stopped.")
+
+
+def logs(
+    job_id: str = typer.Argument(..., help="A job id, or a unique prefix of one."),
+    follow: bool = typer.Option(
+        False, "--follow", "-f", help="Keep printing as output arrives, until the job ends."
+    ),
+) -> None:
+    """Print a job's stdout and stderr (from every node that runs it)."""
+    with reported_errors(), Client.from_environment() as client:
+        current = None
+        nodes: set[str] = set()
+        for chunk in client.logs(job_id, follow=follow):
+            nodes.add(chunk["execution_id"])
+            if len(nodes) > 1 and chunk["execution_id"] != current:
+                print(f"\n==> node {short_peer_id(chunk['node_id'])} <==", flush=True)
+            current = chunk["execution_id"]
+            out = sys.stdout if chunk["stream"] == "stdout" else sys.stderr
+            out.write(chunk["data"])
+            out.flush()
 
 
 def describe(

@@ -21,6 +21,7 @@ app.command("version")(node.version)
 wasm.app.command("run", context_settings={"allow_interspersed_args": False})(jobs.wasm_run)
 app.add_typer(jobs.job_app, name="job")
 app.command("get")(jobs.get)
+app.command("logs")(jobs.logs)
 app.command("describe")(jobs.describe)
 app.command("list")(jobs.list_jobs)
 

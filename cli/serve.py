@@ -24,6 +24,7 @@ from swarm.config import (
     parse_labels,
     parse_peers,
     parse_roles,
+    parse_trusted_requesters,
     resolve_home,
 )
 from swarm.errors import SwarmError
@@ -73,6 +74,12 @@ def serve(
     max_jobs: int | None = typer.Option(
         None, help="Executions this node runs at once (default: its CPU count)."
     ),
+    trusted_requesters: list[str] = typer.Option(
+        [],
+        "--trusted-requesters",
+        metavar="PEERID,...",
+        help="Only run jobs from these requesters (peer ids; repeatable or comma-separated).",
+    ),
 ) -> None:
     """Run a node: join the swarm, advertise this node, serve the HTTP API."""
     from swarm.node import open_node  # libp2p takes a while to import: only `serve` needs it
@@ -98,6 +105,7 @@ def serve(
             web_ui=web_ui,
             heartbeat=heartbeat,
             max_jobs=max_jobs,
+            trusted_requesters=parse_trusted_requesters(trusted_requesters),
         )
         trio.run(run_until_signalled, open_node, config)
     except SwarmError as error:

@@ -12,10 +12,11 @@ in ``$SWARM_HOME``, else in ``~/.swarm``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,27 @@ class Client:
             if job["state"] in ("completed", "failed", "stopped"):
                 return job
             job_id = job["id"]
+
+    def stop(self, job_id: str) -> dict[str, Any]:
+        """Cancel the job wherever it runs; returns it, ``stopped``."""
+        return self._request("POST", f"/api/v1/jobs/{job_id}/stop").json()
+
+    def logs(self, job_id: str, *, follow: bool = False) -> Iterator[dict[str, Any]]:
+        """The job's stdout/stderr chunks ({execution_id, node_id, stream, data}); with
+        ``follow``, as they arrive, until the job ends."""
+        path = f"/api/v1/jobs/{job_id}/logs"
+        try:
+            with self._http.stream(
+                "GET", path, params={"follow": follow}, timeout=httpx.Timeout(10.0, read=None)
+            ) as response:
+                self._check(response, path)
+                for line in response.iter_lines():
+                    if line:
+                        yield json.loads(line)
+        except httpx.HTTPError as exc:
+            raise ApiError(
+                f"lost the node at {self.base_url} while reading logs ({type(exc).__name__})"
+            ) from exc
 
     def download_results(self, job: dict[str, Any], output_dir: Path) -> Path:
         """Write ``job-<id8>/`` under ``output_dir``: stdout, stderr, exitCode, outputs/ for

@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import base58
 import multiaddr
 from multiaddr.exceptions import Error as MultiaddrError
 
@@ -59,6 +60,7 @@ class NodeConfig:
     web_ui: bool = False
     heartbeat: float = DEFAULT_HEARTBEAT
     max_jobs: int | None = None  # executions run at once; None: the CPU count
+    trusted_requesters: frozenset[str] | None = None  # None: work for any requester
     lost_after: float = DEFAULT_LOST_AFTER
     forget_after: float = DEFAULT_FORGET_AFTER
 
@@ -188,6 +190,36 @@ def parse_peer(text: str) -> str:
     if "tcp" not in names:
         raise ConfigError(f"--peer {text!r} has no /tcp/PORT: swarm nodes speak TCP")
     return str(addr)
+
+
+def parse_trusted_requesters(texts: list[str]) -> frozenset[str] | None:
+    """--trusted-requesters PEERID,... → the peer ids (None when the flag was not given)."""
+    ids = [part for text in texts for part in _split(text)]
+    if not texts:
+        return None
+    for peer_id in ids:
+        if not is_peer_id(peer_id):
+            raise ConfigError(
+                f"--trusted-requesters {peer_id!r} is not a peer id (like 12D3KooW…): "
+                "copy it from the requester's `swarm serve` banner or `swarm agent`"
+            )
+    if not ids:
+        raise ConfigError("--trusted-requesters is empty: give one or more peer ids")
+    return frozenset(ids)
+
+
+def is_peer_id(text: str) -> bool:
+    """A base58 libp2p peer id: a multihash, inline (identity) or sha2-256 of the key."""
+    try:
+        raw = base58.b58decode(text)
+    except ValueError:
+        return False
+    if len(raw) < 3:
+        return False
+    code, length = raw[0], raw[1]
+    return (code == 0x00 and length == len(raw) - 2) or (
+        code == 0x12 and length == 32 == len(raw) - 2
+    )
 
 
 def parse_peers(texts: list[str]) -> tuple[str, ...]:

@@ -61,7 +61,7 @@ class Constraint:
                 if value is None:
                     return f"label {self.key} is missing (needs {self})"
                 if value != self.values[0]:
-                    return f"label {self.key}={self.values[0]} does not match {self.key}={value}"
+                    return f"label {self.key}={value} does not match {self}"
             case Operator.NOT_EQUALS:
                 if value == self.values[0]:
                     return f"{have} is excluded by {self}"

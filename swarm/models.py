@@ -67,7 +67,8 @@ class NodeInfo:
     addresses: tuple[str, ...] = ()  # full multiaddrs, ending in /p2p/<peer_id>
     heartbeat: float = 2.0  # seconds between this node's adverts
     running: int = 0  # executions running now
-    queued: int = 0  # executions waiting for a slot
+    queued: int = 0  # bids out, each holding room for an execution
+    started: float = 0.0  # unix time the node (process) started: a change means a restart
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,9 @@ from swarm.p2p.drops import DropCounter
 from swarm.p2p.gossip import JOBS_TOPIC, open_gossip
 from swarm.p2p.host import listen_addresses, open_host
 from swarm.p2p.keys import load_or_create_identity, load_swarm_key
+from swarm.p2p.liveness import PeerLiveness
 from swarm.p2p.membership import MembershipTable
-from swarm.requester.handlers import serve_requester_protocols
+from swarm.requester.handlers import send_cancel, serve_requester_protocols
 from swarm.requester.results import ResultStore
 from swarm.requester.service import RequesterService, RequesterSettings
 from swarm.requester.store import JOBS_DB, JobStore
@@ -109,6 +110,7 @@ def describe_node(
     name: str,
     addresses: tuple[str, ...],
     gpus: tuple[Gpu, ...],
+    started: float,
     compute: ComputeService | None = None,
 ) -> NodeInfo:
     """This node's NodeInfo now (free memory and the compute load are read afresh)."""
@@ -125,6 +127,7 @@ def describe_node(
         heartbeat=config.heartbeat,
         running=compute.running if compute else 0,
         queued=compute.queued if compute else 0,
+        started=started,
     )
 
 
@@ -197,6 +200,7 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
                     allowed_paths=config.allowed_paths,
                     datasets=config.datasets,
                     max_jobs=max_jobs,
+                    trusted_requesters=config.trusted_requesters,
                 ),
                 executor=executor,
                 blobs=blobs,
@@ -209,6 +213,7 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
             name=name,
             addresses=addresses,
             gpus=gpus,
+            started=time.time(),
             compute=compute,
         )
         table = MembershipTable(
@@ -241,6 +246,8 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
                 blobs=blobs,
                 publish=publish,
                 compute_peers=compute_peers,
+                liveness=PeerLiveness(host=host, table=table, clock=time.time),
+                send_cancel=partial(send_cancel, host),
                 local_compute=compute,
             )
             serve_requester_protocols(host, requester, drops)

@@ -6,9 +6,9 @@ into a ``NodeView`` and the facts about the job's inputs into ``InputFacts`` (se
 one-line ``reason`` the user sees when no node takes the job. The requester collects
 bids and calls ``choose_awards``.
 
-Checks run cheapest and least revealing first: role, trust, constraints, queue,
-resources, inputs. An input outside the allow-list is reported as such without saying
-whether the path exists, so declines cannot be used to probe a node's filesystem.
+Checks run cheapest and least revealing first: role, trust, constraints, resources,
+inputs; being busy comes last. An input outside the allow-list is reported as such
+without saying whether the path exists, so declines cannot probe a node's filesystem.
 """
 
 from __future__ import annotations
@@ -45,16 +45,23 @@ __all__ = [
 class NodeView:
     """A compute node's state at the moment it considers an offer.
 
-    ``free_*`` is what a new execution may still reserve; ``labels`` already holds the
-    built-in ones (see ``node_labels``). ``trusted_requesters`` None means any requester.
-    ``datasets`` names the datasets this node hosts (dataset inputs come in a later issue).
+    ``cpu``, ``memory`` and ``gpu`` are what the node has in all; ``free_*`` what is not
+    reserved by executions it runs or has bid for. A job that needs more than the node
+    has is declined for good; one that needs more than is free now is declined as busy
+    (the requester queues it and asks again when capacity frees up). ``running`` counts
+    executions running here, ``queued`` bids not yet answered (each holds a reservation);
+    together they never exceed ``max_jobs``. ``labels`` already holds the built-in ones
+    (see ``node_labels``). ``trusted_requesters`` None means any requester.
     """
 
     peer_id: str
     roles: frozenset[Role]
-    free_cpu: float
-    free_memory: int
-    free_gpu: int = 0
+    cpu: float
+    memory: int
+    gpu: int = 0
+    free_cpu: float | None = None  # None: all of it
+    free_memory: int | None = None
+    free_gpu: int | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     allowed_paths: tuple[AllowedPath, ...] = ()
     datasets: tuple[str, ...] = ()
@@ -62,6 +69,14 @@ class NodeView:
     queued: int = 0
     max_jobs: int = 1
     trusted_requesters: frozenset[str] | None = None
+
+    @property
+    def free(self) -> ResourceRequest:
+        return ResourceRequest(
+            cpu=self.cpu if self.free_cpu is None else self.free_cpu,
+            memory=self.memory if self.free_memory is None else self.free_memory,
+            gpu=self.gpu if self.free_gpu is None else self.free_gpu,
+        )
 
 
 @dataclass(frozen=True)
@@ -121,11 +136,13 @@ class Bid:
 
 @dataclass(frozen=True)
 class Decline:
-    """A node's no, with a one-line reason for the user."""
+    """A node's no, with a one-line reason for the user. ``busy``: the node could run the
+    job but has no room now (job slots or resources in use), so asking later may work."""
 
     job_id: str
     peer_id: str
     reason: str
+    busy: bool = False
 
 
 def node_labels(
@@ -142,10 +159,16 @@ def node_labels(
 def decide_bid(
     offer: Offer, node: NodeView, input_facts: Mapping[str, InputFacts]
 ) -> Bid | Decline:
-    """Bid for ``offer`` or decline it with the first reason that rules it out."""
+    """Bid for ``offer`` or decline it with the first reason that rules it out.
+
+    Reasons that hold for good (role, trust, constraints, capacity, inputs) come before
+    being busy, so a node that could never run the job says why rather than "busy".
+    """
     reason = _first_reason(offer, node, input_facts)
     if reason is not None:
         return Decline(job_id=offer.job_id, peer_id=node.peer_id, reason=reason)
+    if (busy := _busy_reason(offer.resources, node)) is not None:
+        return Decline(job_id=offer.job_id, peer_id=node.peer_id, reason=busy, busy=True)
     load = node.running + node.queued
     return Bid(
         job_id=offer.job_id,
@@ -170,9 +193,6 @@ def _first_reason(
         return str(exc)
     if (mismatch := first_mismatch(constraints, node.labels)) is not None:
         return mismatch
-    if node.running + node.queued >= node.max_jobs:
-        queued = f", {node.queued} queued" if node.queued else ""
-        return f"queue full ({node.running} running{queued}, max {node.max_jobs})"
     if (shortage := _resource_shortage(offer.resources, node)) is not None:
         return shortage
     for source in offer.inputs:
@@ -182,14 +202,30 @@ def _first_reason(
 
 
 def _resource_shortage(wanted: ResourceRequest, node: NodeView) -> str | None:
-    if wanted.gpu > node.free_gpu:
-        return f"needs {_count(wanted.gpu, 'GPU')}, has {node.free_gpu}"
-    if wanted.cpu > node.free_cpu:
-        return f"needs {_count(wanted.cpu, 'CPU')}, has {node.free_cpu:g} free"
-    if wanted.memory > node.free_memory:
+    """Why the node could never run the job, whatever else it runs."""
+    if wanted.gpu > node.gpu:
+        return f"needs {_count(wanted.gpu, 'GPU')}, has {node.gpu}"
+    if wanted.cpu > node.cpu:
+        return f"needs {_count(wanted.cpu, 'CPU')}, has {node.cpu:g}"
+    if wanted.memory > node.memory:
+        return f"needs {format_size(wanted.memory)} of memory, has {format_size(node.memory)}"
+    return None
+
+
+def _busy_reason(wanted: ResourceRequest, node: NodeView) -> str | None:
+    """Why the node cannot take the job now, though it could when work ends."""
+    load = node.running + node.queued
+    if load >= node.max_jobs:
+        return f"busy: {load} of {node.max_jobs} job slots in use"
+    free = node.free
+    if wanted.gpu > free.gpu:
+        return f"busy: needs {_count(wanted.gpu, 'GPU')}, {free.gpu} free now"
+    if wanted.cpu > free.cpu:
+        return f"busy: needs {_count(wanted.cpu, 'CPU')}, {free.cpu:g} free now"
+    if wanted.memory > free.memory:
         return (
-            f"needs {format_size(wanted.memory)} of memory, "
-            f"has {format_size(node.free_memory)} free"
+            f"busy: needs {format_size(wanted.memory)} of memory, "
+            f"{format_size(free.memory)} free now"
         )
     return None
 

@@ -10,6 +10,8 @@ How one job travels (see ARCHITECTURE.md, "The path of one job"):
     stream /swarm/1/result/1    compute → req.    ResultStart, Log*, RunEnd, Outputs*,
                                                   ResultEnd
                                 req. → compute    Ack | Failure
+    stream /swarm/1/cancel/1    req. → compute    Cancel
+                                compute → req.    Ack | Failure
 
 Announces carry what bidding needs and nothing more (no module bytes, no env or args);
 the award carries the spec, over a stream whose peer Noise has authenticated. Every
@@ -26,6 +28,7 @@ from swarm.placement import Offer
 BID_PROTOCOL = "/swarm/1/bid/1.0.0"
 BLOB_PROTOCOL = "/swarm/1/blob/1.0.0"
 RESULT_PROTOCOL = "/swarm/1/result/1.0.0"
+CANCEL_PROTOCOL = "/swarm/1/cancel/1.0.0"
 MAX_ANNOUNCE = 64 * 1024
 _ID = {"max": 128}
 
@@ -71,6 +74,7 @@ class DeclineMessage:
     TYPE = "decline"
     job_id: str = field(metadata=_ID)
     reason: str
+    busy: bool = False  # no room now, but there may be later: the job can wait for it
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,7 @@ class RunEnd:
     stdout_truncated: bool
     stderr_truncated: bool
     outputs_bytes: int
+    retryable: bool = False  # the job could not run here for a reason another node may not have
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,15 @@ class Outputs:
 @dataclass(frozen=True)
 class ResultEnd:
     TYPE = "result.end"
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Stop an execution (the job was stopped); only its awarding requester may ask."""
+
+    TYPE = "cancel"
+    job_id: str = field(metadata=_ID)
+    execution_id: str = field(metadata=_ID)
 
 
 @dataclass(frozen=True)

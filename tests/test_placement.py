@@ -75,7 +75,7 @@ LABELS = {"zone": "eu", "os": "linux", "gpu": "2"}
     "text,reason",
     [
         ("zone=eu", None),
-        ("zone=us", "label zone=us does not match zone=eu"),
+        ("zone=us", "label zone=eu does not match zone=us"),
         ("rack=a1", "label rack is missing (needs rack=a1)"),
         ("zone!=us", None),
         ("rack!=a1", None),
@@ -123,9 +123,9 @@ def test_builtin_labels_and_operator_labels_win():
 NODE = NodeView(
     peer_id="12D3KooWNode",
     roles=frozenset({Role.COMPUTE}),
-    free_cpu=4.0,
-    free_memory=8 * GiB,
-    free_gpu=0,
+    cpu=4.0,
+    memory=8 * GiB,
+    gpu=0,
     labels={"zone": "eu", "os": "linux"},
     running=1,
     queued=0,
@@ -150,10 +150,8 @@ GOOD = InputFacts(DATA.source, True, "/data/x", exists=True, allowed=True)
             replace(OFFER, constraints=("os=linux", "zone=us")),
             NODE,
             {},
-            "label zone=us does not match zone=eu",
+            "label zone=eu does not match zone=us",
         ),
-        (OFFER, replace(NODE, running=4), {}, "queue full (4 running, max 4)"),
-        (OFFER, replace(NODE, running=2, queued=2), {}, "queue full (2 running, 2 queued, max 4)"),
         (replace(OFFER, resources=ResourceRequest(1, GiB, 2)), NODE, {}, "needs 2 GPUs, has 0"),
         (
             replace(OFFER, resources=ResourceRequest(1, GiB, 1)),
@@ -163,15 +161,15 @@ GOOD = InputFacts(DATA.source, True, "/data/x", exists=True, allowed=True)
         ),
         (
             replace(OFFER, resources=ResourceRequest(1.5, GiB, 0)),
-            replace(NODE, free_cpu=0.5),
+            replace(NODE, cpu=0.5),
             {},
-            "needs 1.5 CPUs, has 0.5 free",
+            "needs 1.5 CPUs, has 0.5",
         ),
         (
             replace(OFFER, resources=ResourceRequest(1, 2 * GiB, 0)),
-            replace(NODE, free_memory=GiB // 2),
+            replace(NODE, memory=GiB // 2),
             {},
-            "needs 2.0 GiB of memory, has 512.0 MiB free",
+            "needs 2.0 GiB of memory, has 512.0 MiB",
         ),
         (
             replace(OFFER, inputs=(InputSource("s3://bucket/key"),)),
@@ -223,9 +221,37 @@ def test_every_decline_reason(offer, node, facts, reason):
     assert answer.reason.startswith(reason)
     assert (answer.job_id, answer.peer_id) == (offer.job_id, node.peer_id)
     assert "\n" not in answer.reason
+    assert not answer.busy  # none of these goes away by waiting
 
 
-def test_checks_run_in_order_role_trust_constraints_queue_resources_inputs():
+@pytest.mark.parametrize(
+    "resources,node,reason",
+    [
+        (OFFER.resources, replace(NODE, running=4), "busy: 4 of 4 job slots in use"),
+        (OFFER.resources, replace(NODE, running=2, queued=2), "busy: 4 of 4 job slots in use"),
+        (
+            ResourceRequest(1.5, GiB, 0),
+            replace(NODE, free_cpu=0.5),
+            "busy: needs 1.5 CPUs, 0.5 free now",
+        ),
+        (
+            ResourceRequest(1, 2 * GiB, 0),
+            replace(NODE, free_memory=GiB // 2),
+            "busy: needs 2.0 GiB of memory, 512.0 MiB free now",
+        ),
+        (
+            ResourceRequest(1, GiB, 1),
+            replace(NODE, gpu=2, free_gpu=0),
+            "busy: needs 1 GPU, 0 free now",
+        ),
+    ],
+)
+def test_busy_declines_say_so_and_can_be_retried(resources, node, reason):
+    answer = decide_bid(replace(OFFER, resources=resources), node, {})
+    assert answer == Decline(OFFER.job_id, node.peer_id, reason, busy=True)
+
+
+def test_checks_run_in_order_role_trust_constraints_resources_inputs_then_busy():
     everything_wrong = replace(
         OFFER,
         constraints=("zone=us",),
@@ -238,12 +264,13 @@ def test_checks_run_in_order_role_trust_constraints_queue_resources_inputs():
         lambda n: replace(n, roles=frozenset({Role.COMPUTE})),
         lambda n: replace(n, trusted_requesters=None),
         lambda n: replace(n, labels={"zone": "us"}),
-        lambda n: replace(n, running=0),
-        lambda n: replace(n, free_cpu=128.0),
+        lambda n: replace(n, cpu=128.0),
     ):
         node = fix(node)
         reasons.append(decide_bid(everything_wrong, node, {}).reason)
-    assert [r.split(" ")[0] for r in reasons] == ["requester", "label", "queue", "needs", "input"]
+    node_with_data = {DATA.source: GOOD}
+    reasons.append(decide_bid(everything_wrong, node, node_with_data).reason)
+    assert [r.split(" ")[0] for r in reasons] == ["requester", "label", "needs", "input", "busy:"]
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,9 @@
     GET  /api/v1/jobs?state=&limit=       newest first
     GET  /api/v1/jobs/{id}                the job with its executions and events (id prefixes work)
     GET  /api/v1/jobs/{id}/wait?timeout=  the job once ended (long poll, at most 60 s per call)
+    POST /api/v1/jobs/{id}/stop           cancel the job where it runs → the job, ``stopped``
+    GET  /api/v1/jobs/{id}/logs?follow=   stdout/stderr as NDJSON lines {execution_id, node_id,
+                                          stream, data}: all so far, then (follow) as it comes
     GET  /api/v1/jobs/{id}/results        every execution's results as .tar.zst
     GET  /api/v1/jobs/{id}/results/{exe}  one execution's results as .tar.zst
 
@@ -14,6 +17,7 @@ A job is committed to the store before POST answers. Errors carry a one-line ``d
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,10 +27,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from swarm.errors import ConfigError, NotFound, SwarmError
 from swarm.jobspec import JobSpec
 from swarm.lifecycle import parse_job_state
+from swarm.requester.logs import TextChunks, read_logs
 from swarm.requester.service import RequesterService
 from swarm.requester.store import EventRecord, ExecutionRecord, JobRecord
 
 MAX_MODULE_UPLOAD = 256 * 1024 * 1024
+NDJSON = "application/x-ndjson"
 MAX_WAIT = 60.0
 
 
@@ -80,6 +86,17 @@ def jobs_router(requester: RequesterService | None) -> APIRouter:
         job = await _guard_async(service.wait(job_id, max(0.0, min(timeout, MAX_WAIT))))
         return describe_json(service, job)
 
+    @router.post("/jobs/{job_id}/stop")
+    async def stop(job_id: str) -> dict[str, Any]:
+        service = need()
+        return describe_json(service, _guard(lambda: service.stop(job_id)))
+
+    @router.get("/jobs/{job_id}/logs")
+    async def logs(job_id: str, follow: bool = False) -> StreamingResponse:
+        service = need()
+        job = _guard(lambda: service.store.get_job(job_id))
+        return StreamingResponse(_ndjson_logs(service, job.id, follow), media_type=NDJSON)
+
     @router.get("/jobs/{job_id}/results")
     async def results(job_id: str) -> StreamingResponse:
         service = need()
@@ -96,6 +113,18 @@ def jobs_router(requester: RequesterService | None) -> APIRouter:
         return _archive(chunks, f"job-{job.id[:8]}-{execution.id[:8]}.tar.zst")
 
     return router
+
+
+async def _ndjson_logs(service: RequesterService, job_id: str, follow: bool):
+    text = TextChunks()
+    async for chunk in read_logs(service, job_id, follow=follow):
+        line = {
+            "execution_id": chunk.execution_id,
+            "node_id": chunk.node_id,
+            "stream": chunk.stream,
+            "data": text.decode(chunk),
+        }
+        yield json.dumps(line, ensure_ascii=False) + "\n"
 
 
 def install_error_handlers(app) -> None:

@@ -6,7 +6,8 @@ and a (job, seq) seen before or issued too far from now is a replay. For each an
 that passes, the node decides (``ComputeService.consider``) and answers the requester on
 a bid stream, dialling it at the addresses the announce carries (the requester need not
 be a direct neighbour). An award arrives on the same stream; the execution then talks to
-the requester through a ``RemoteRequester``.
+the requester through a ``RemoteRequester``. The awarding requester may cancel it on
+the cancel protocol.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import time
 from collections import OrderedDict
 from contextlib import asynccontextmanager
+from functools import partial
 
 import multiaddr
 import trio
@@ -28,11 +30,12 @@ from swarm.errors import ConfigError, ProtocolError
 from swarm.jobspec import JobSpec
 from swarm.p2p.drops import DropCounter, DropReason
 from swarm.p2p.gossip import JOBS_TOPIC, GuardedPubsub
-from swarm.p2p.streams import FramedStream, open_stream
+from swarm.p2p.streams import FramedStream, open_stream, serve_protocol
 from swarm.placement import Bid
 from swarm.protocol import (
     BID_PROTOCOL,
     BLOB_PROTOCOL,
+    CANCEL_PROTOCOL,
     MAX_ANNOUNCE,
     RESULT_PROTOCOL,
     Ack,
@@ -42,6 +45,7 @@ from swarm.protocol import (
     BlobEnd,
     BlobGet,
     BlobMeta,
+    Cancel,
     DeclineMessage,
     Failure,
     JobAnnounce,
@@ -68,6 +72,7 @@ class AnnounceListener:
         self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        serve_protocol(self.host, CANCEL_PROTOCOL, self._on_cancel, drops=self.drops)
         self.pubsub.set_topic_validator(JOBS_TOPIC, self.validate, is_async_validator=False)
         subscription = await self.pubsub.subscribe(JOBS_TOPIC)
         async with trio.open_nursery() as nursery:
@@ -80,6 +85,14 @@ class AnnounceListener:
                 except ProtocolError:
                     continue  # counted by the validator
                 nursery.start_soon(self._answer, announce, nursery)
+
+    async def _on_cancel(self, stream: FramedStream) -> None:
+        """A requester stops an execution it awarded us (Noise vouches for its peer id)."""
+        cancel = await stream.receive(Cancel)
+        if self.compute.cancel(cancel.execution_id, str(stream.peer_id)):
+            await stream.send(Ack())
+        else:
+            await stream.send(Failure(f"no execution {cancel.execution_id} of yours runs here"))
 
     def validate(self, forwarder: ID, message: rpc_pb2.Message) -> bool:
         try:
@@ -119,7 +132,9 @@ class AnnounceListener:
         try:
             stream = await requester.open(BID_PROTOCOL)
             if not isinstance(decision, Bid):
-                await stream.send(DeclineMessage(announce.job_id, decision.reason))
+                await stream.send(
+                    DeclineMessage(announce.job_id, decision.reason, busy=decision.busy)
+                )
                 await stream.close()
                 return
             await stream.send(
@@ -139,7 +154,9 @@ class AnnounceListener:
             if isinstance(reply, Award):
                 self.drops.count(DropReason.MALFORMED)
             return
-        nursery.start_soon(self.compute.execute, reply, requester)
+        nursery.start_soon(
+            partial(self.compute.execute, reply, requester, requester=announce.requester)
+        )
 
 
 def _award_matches(award: Award, announce: JobAnnounce) -> bool:

@@ -1,10 +1,15 @@
 """The compute role: decide bids, run awarded executions, send results back.
 
-A compute node reserves a place when it bids, so two announces arriving together cannot
-both be promised its last slot; the place is released on a reject or turned into a
-queued execution on an award. Executions wait for one of ``max_jobs`` run slots; a node
-holds at most ``QUEUE_DEPTH`` per slot waiting (declining as "queue full" beyond that),
-and requesters rank bids by free capacity, so work goes to idle nodes first.
+A compute node bids only for what it can start now: a bid reserves a job slot and the
+job's resources (CPU, memory, GPUs), so two announces arriving together cannot both be
+promised the last of them. The reservation is released on a reject, or carried by the
+awarded execution until its guest has run (delivering the outputs afterwards overlaps
+with the next run). A node with no room declines as *busy*; the requester keeps the
+job queued and asks again when capacity frees up, so a busy node never holds a job an
+idle one could run.
+
+Every execution runs in its own cancel scope: the requester that awarded it may cancel
+it (``swarm job stop``), which stops the guest at once.
 
 How the node reaches the requester (in-process for a hybrid node's own jobs, libp2p
 streams otherwise) is a ``RequesterLink``; this module does not know which.
@@ -29,7 +34,7 @@ from swarm.concurrency import open_nursery
 from swarm.config import Dataset
 from swarm.errors import SwarmError
 from swarm.executor import Executor, OutputChunk, RunResult, RunSpec
-from swarm.jobspec import JobSpec
+from swarm.jobspec import ResourceRequest
 from swarm.models import AllowedPath, Role
 from swarm.placement import Bid, Decline, NodeView, decide_bid, node_labels
 from swarm.protocol import Award, JobAnnounce, Log, Outputs, ResultEnd, RunEnd
@@ -37,7 +42,6 @@ from swarm.storage.archive import pack
 from swarm.storage.blobs import BlobStore
 
 MAX_MODULE_SIZE = 256 * 1024 * 1024
-QUEUE_DEPTH = 4  # executions that may wait per run slot before the node declines as busy
 logger = logging.getLogger(__name__)
 
 
@@ -78,10 +82,9 @@ class ComputeService:
         self.executor = executor
         self.blobs = blobs
         self.work_dir = work_dir
-        self.running = 0
-        self.waiting = 0
-        self._reserved: set[str] = set()
-        self._slots = trio.Semaphore(settings.max_jobs)
+        self._bids: dict[str, ResourceRequest] = {}  # job id → reserved by an open bid
+        self._runs: dict[str, ResourceRequest] = {}  # execution id → reserved by its run
+        self._cancels: dict[str, tuple[str, trio.CancelScope]] = {}  # execution → requester
         self._labels = node_labels(
             settings.labels,
             name=settings.name,
@@ -91,65 +94,87 @@ class ComputeService:
         )
 
     @property
+    def running(self) -> int:
+        """Executions whose guest is running or about to (their resources are reserved)."""
+        return len(self._runs)
+
+    @property
     def queued(self) -> int:
-        """Executions promised (bids out) or waiting for a run slot."""
-        return self.waiting + len(self._reserved)
+        """Bids out, awaiting the requester's answer (each holds a reservation)."""
+        return len(self._bids)
 
     def view(self) -> NodeView:
         s = self.settings
+        reserved = [*self._bids.values(), *self._runs.values()]
         return NodeView(
             peer_id=s.peer_id,
             roles=frozenset({Role.COMPUTE}),
-            free_cpu=s.cpu,
-            free_memory=s.memory,
-            free_gpu=s.gpus,
+            cpu=s.cpu,
+            memory=s.memory,
+            gpu=s.gpus,
+            free_cpu=s.cpu - sum(r.cpu for r in reserved),
+            free_memory=s.memory - sum(r.memory for r in reserved),
+            free_gpu=s.gpus - sum(r.gpu for r in reserved),
             labels=self._labels,
             allowed_paths=s.allowed_paths,
             datasets=tuple(dataset.name for dataset in s.datasets),
             running=self.running,
             queued=self.queued,
-            max_jobs=s.max_jobs + QUEUE_DEPTH * s.max_jobs,  # run slots plus the waiting line
+            max_jobs=s.max_jobs,
             trusted_requesters=s.trusted_requesters,
         )
 
     def consider(self, announce: JobAnnounce) -> Bid | Decline:
-        """Bid or decline; a bid reserves a place until ``release`` or ``execute``."""
+        """Bid or decline; a bid reserves room until ``release`` or ``execute``."""
+        if announce.job_id in self._bids:  # announced again before our first bid was answered
+            return Decline(announce.job_id, self.settings.peer_id, "already bidding", busy=True)
         s = self.settings
         facts = input_facts((i.source for i in announce.inputs), s.allowed_paths, s.datasets)
         decision = decide_bid(announce.offer(), self.view(), facts)
         if isinstance(decision, Bid):
-            self._reserved.add(announce.job_id)
+            self._bids[announce.job_id] = announce.resources
         return decision
 
     def release(self, job_id: str) -> None:
         """The bid for ``job_id`` was rejected or went unanswered."""
-        self._reserved.discard(job_id)
+        self._bids.pop(job_id, None)
 
-    async def execute(self, award: Award, link: RequesterLink) -> None:
+    def cancel(self, execution_id: str, requester: str) -> bool:
+        """Stop an execution for the requester that awarded it; False if there is none."""
+        entry = self._cancels.get(execution_id)
+        if entry is None or entry[0] != requester:
+            return False
+        entry[1].cancel()
+        return True
+
+    async def execute(self, award: Award, link: RequesterLink, *, requester: str) -> None:
         """Run one awarded execution to its end and deliver its results over ``link``.
 
-        A run slot is held only while the guest runs: fetching the module and talking to
-        the requester (round trips, not work) overlap with other executions' runs.
+        ``requester`` is the peer id of the awarding requester: only it may cancel.
         """
-        self._reserved.discard(award.job_id)
-        self.waiting += 1
-        slot = _Slot(self)
-        try:
-            await self._run(award, link, slot)
-        except SwarmError as exc:  # the requester is gone or refused: nothing to tell
-            logger.warning("execution %s ended without delivery: %s", award.execution_id, exc)
-        finally:
-            if not slot.taken:
-                self.waiting -= 1
+        resources = self._bids.pop(award.job_id, None) or award.spec.resources
+        self._runs[award.execution_id] = resources
+        with trio.CancelScope() as scope:
+            self._cancels[award.execution_id] = (requester, scope)
+            try:
+                await self._run(award, link)
+            except SwarmError as exc:  # the requester is gone or refused: nothing to tell
+                logger.warning("execution %s ended without delivery: %s", award.execution_id, exc)
+            finally:
+                self._runs.pop(award.execution_id, None)
+                del self._cancels[award.execution_id]
+        if scope.cancelled_caught:
+            logger.info("execution %s cancelled by its requester", award.execution_id)
 
-    async def _run(self, award: Award, link: RequesterLink, slot: _Slot) -> None:
+    async def _run(self, award: Award, link: RequesterLink) -> None:
         work = self.work_dir / award.execution_id
         try:
             async with link.open_results(award) as results:
                 try:
-                    result = await self._guest(award.spec, work, link, results, slot)
+                    result = await self._guest(award, work, link, results)
                 except SwarmError as exc:  # the job could not run here: say why
-                    await results.send(_run_end_without_run(str(exc)))
+                    self._runs.pop(award.execution_id, None)
+                    await results.send(_run_end_without_run(str(exc), retryable=exc.retryable))
                 else:
                     await results.send(_run_end(result))
                     chunks = pack(work / "outputs")
@@ -157,12 +182,13 @@ class ComputeService:
                         await results.send(Outputs(chunk))
                 await results.send(ResultEnd())
         finally:
-            await trio.to_thread.run_sync(shutil.rmtree, work, True)
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(shutil.rmtree, work, True)
 
     async def _guest(
-        self, spec: JobSpec, work: Path, link, results: ResultChannel, slot: _Slot
+        self, award: Award, work: Path, link: RequesterLink, results: ResultChannel
     ) -> RunResult:
-        task = spec.task
+        task = award.spec.task
         if not self.blobs.has(task.module):
             await link.fetch_module(task.module, self.blobs)
         mounts = await prepare_mounts(
@@ -185,26 +211,11 @@ class ComputeService:
         send, receive = trio.open_memory_channel[OutputChunk](64)
         async with open_nursery() as nursery:
             nursery.start_soon(_forward_logs, receive, results)
-            async with send, slot:
-                return await self.executor.run(run_spec, output=send)
-
-
-class _Slot:
-    """One execution's hold on a run slot of ``service``, taken at most once."""
-
-    def __init__(self, service: ComputeService) -> None:
-        self.service = service
-        self.taken = False
-
-    async def __aenter__(self) -> None:
-        await self.service._slots.acquire()
-        self.taken = True
-        self.service.waiting -= 1
-        self.service.running += 1
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.service.running -= 1
-        self.service._slots.release()
+            async with send:
+                try:
+                    return await self.executor.run(run_spec, output=send)
+                finally:  # the guest is done: its room is free for the next one
+                    self._runs.pop(award.execution_id, None)
 
 
 async def _forward_logs(receive: trio.MemoryReceiveChannel, results: ResultChannel) -> None:
@@ -227,5 +238,5 @@ def _run_end(result: RunResult) -> RunEnd:
     )
 
 
-def _run_end_without_run(message: str) -> RunEnd:
-    return RunEnd("failed", None, message, 0.0, 0, 0, False, False, 0)
+def _run_end_without_run(message: str, *, retryable: bool = False) -> RunEnd:
+    return RunEnd("failed", None, message, 0.0, 0, 0, False, False, 0, retryable=retryable)

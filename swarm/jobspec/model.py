@@ -90,9 +90,18 @@ class TaskSpec:
         )
 
 
+DEFAULT_RETRIES = 2
+
+
 @dataclass(frozen=True)
 class JobSpec:
-    """A whole job as the user described it."""
+    """A whole job as the user described it.
+
+    ``retries``: how many times an execution whose node was lost (or could not run it
+    for a reason another node may not have) is placed again. ``queue_timeout``: seconds
+    a job no node can take may wait for one (0: fail at once with every node's reason;
+    jobs declined only because nodes are busy always wait for room).
+    """
 
     name: str
     task: TaskSpec
@@ -100,6 +109,8 @@ class JobSpec:
     count: int = 1
     constraints: tuple[str, ...] = ()
     resources: ResourceRequest = field(default_factory=ResourceRequest)
+    retries: int = DEFAULT_RETRIES
+    queue_timeout: float = 0.0
 
     def with_module(self, digest: str) -> JobSpec:
         """The same spec with its module replaced by the uploaded module's id."""
@@ -114,6 +125,8 @@ class JobSpec:
             "count": self.count,
             "constraints": list(self.constraints),
             "resources": dataclasses.asdict(self.resources),
+            "retries": self.retries,
+            "queue_timeout": self.queue_timeout,
             "task": {
                 "module": task.module,
                 "entry_point": task.entry_point,

@@ -32,6 +32,7 @@ from swarm.executor.spec import (
     parse_size,
 )
 from swarm.jobspec.model import (
+    DEFAULT_RETRIES,
     InputSource,
     JobSpec,
     OutputCaps,
@@ -49,6 +50,7 @@ _MIN_MEMORY = 64 * 1024  # one WebAssembly page
 _MAX_CPU = 4096.0
 _MAX_INT = 2**53  # exact in JSON readers everywhere, far above any real size or count
 _MAX_COUNT = 10_000
+_MAX_RETRIES = 100
 _TYPES = {"batch": Target.ANY, "ops": Target.ALL}
 
 
@@ -131,7 +133,7 @@ def read_job_spec(data: Any, *, base_dir: Path | None = None) -> JobSpec:
     top = _Fields(
         data,
         "",
-        ("name", "type", "count", "constraints", "resources", "task"),
+        ("name", "type", "count", "constraints", "resources", "retries", "queue_timeout", "task"),
         "{task: {module: main.wasm}}",
     )
     if "task" not in top:
@@ -165,6 +167,10 @@ def read_job_spec(data: Any, *, base_dir: Path | None = None) -> JobSpec:
             f"{format_size(resources.memory)}: "
             "raise resources.memory or lower task.memory"
         )
+    retries = _integer(top, "retries", DEFAULT_RETRIES, minimum=0, maximum=_MAX_RETRIES)
+    queue_timeout = top.get("queue_timeout", 0)
+    if isinstance(queue_timeout, bool) or queue_timeout not in (0, "0"):
+        queue_timeout = parse_duration(queue_timeout, name="queue_timeout")
     name = top.get("name")
     if name is None:
         name = "job" if is_digest(task.module) else Path(task.module).stem or "job"
@@ -177,6 +183,8 @@ def read_job_spec(data: Any, *, base_dir: Path | None = None) -> JobSpec:
         count=count,
         constraints=constraints,
         resources=resources,
+        retries=retries,
+        queue_timeout=float(queue_timeout),
     )
 
 

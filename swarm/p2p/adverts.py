@@ -82,6 +82,7 @@ def node_info_to_map(info: NodeInfo) -> dict[str, Any]:
         "heartbeat": info.heartbeat,
         "running": info.running,
         "queued": info.queued,
+        "started": info.started,
     }
 
 
@@ -137,6 +138,7 @@ def node_info_from_map(node: dict[str, Any]) -> NodeInfo:
         heartbeat=float(heartbeat),
         running=_int(node, "running"),
         queued=_int(node, "queued"),
+        started=_time(node, "started"),
     )
 
 
@@ -172,6 +174,13 @@ def _check_str(value: Any, what: str, max_length: int) -> str:
 
 def _str(message: dict[str, Any], key: str, max_length: int) -> str:
     return _check_str(message.get(key), key, max_length)
+
+
+def _time(message: dict[str, Any], key: str) -> float:
+    value = message.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ProtocolError(f"{key} {value!r} is not a unix time")
+    return float(value)
 
 
 def _int(message: dict[str, Any], key: str, minimum: int = 0) -> int:

@@ -49,9 +49,13 @@ class Bidding:
         self._replies = replies
         self._decided.set()
 
-    async def reply_for(self, peer_id: str) -> Award | Reject:
-        """Wait for the decision, then the reply addressed to ``peer_id``."""
-        await self._decided.wait()
+    def reply(self, peer_id: str) -> Award | Reject:
+        """The reply addressed to ``peer_id`` once decided."""
         return self._replies.get(peer_id) or Reject(
             self.job_id, "bidding closed without a place for you"
         )
+
+    async def reply_for(self, peer_id: str) -> Award | Reject:
+        """Wait for the decision, then the reply addressed to ``peer_id``."""
+        await self._decided.wait()
+        return self.reply(peer_id)

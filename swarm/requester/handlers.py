@@ -8,15 +8,19 @@ only the awarded node may deliver an execution's results. A bad stream raises
 
 from __future__ import annotations
 
+import logging
+
+import trio
 from libp2p.abc import IHost
 
 from swarm.errors import ProtocolError, SwarmError
 from swarm.p2p.drops import DropCounter
-from swarm.p2p.streams import FramedStream, serve_protocol
+from swarm.p2p.streams import FramedStream, open_stream, serve_protocol
 from swarm.placement import Bid, Decline
 from swarm.protocol import (
     BID_PROTOCOL,
     BLOB_PROTOCOL,
+    CANCEL_PROTOCOL,
     RESULT_PROTOCOL,
     Ack,
     BidMessage,
@@ -24,6 +28,7 @@ from swarm.protocol import (
     BlobEnd,
     BlobGet,
     BlobMeta,
+    Cancel,
     DeclineMessage,
     Failure,
     Log,
@@ -36,6 +41,7 @@ from swarm.requester.service import RequesterService
 from swarm.storage.blobs import check_digest
 
 CHUNK = 1 << 20
+logger = logging.getLogger(__name__)
 
 
 def serve_requester_protocols(host: IHost, requester: RequesterService, drops: DropCounter) -> None:
@@ -43,7 +49,8 @@ def serve_requester_protocols(host: IHost, requester: RequesterService, drops: D
         message = await stream.receive(BidMessage, DeclineMessage)
         peer = stream.peer_id
         if isinstance(message, DeclineMessage):
-            await requester.handle_bid(peer, Decline(message.job_id, peer, message.reason))
+            decline = Decline(message.job_id, peer, message.reason, message.busy)
+            await requester.handle_bid(peer, decline)
             return
         bid = Bid(message.job_id, peer, message.has_data, message.capacity, message.queue_length)
         reply = await requester.handle_bid(peer, bid)
@@ -75,15 +82,18 @@ def serve_requester_protocols(host: IHost, requester: RequesterService, drops: D
             if isinstance(exc, ProtocolError):
                 raise
             raise ProtocolError(f"results refused: {exc}") from None
-        try:
-            while True:
-                message = await stream.receive(Log, RunEnd, Outputs, ResultEnd)
-                await session.send(message)
-                if isinstance(message, ResultEnd):
-                    break
-        except SwarmError as exc:
-            session.abort(str(exc))
-            raise
+        with session.scope:  # cancelled when the requester withdraws the execution
+            try:
+                while True:
+                    message = await stream.receive(Log, RunEnd, Outputs, ResultEnd)
+                    await session.send(message)
+                    if isinstance(message, ResultEnd):
+                        break
+            except SwarmError as exc:
+                session.abort(str(exc))
+                raise
+        if session.scope.cancelled_caught:
+            raise ProtocolError("the execution was withdrawn (job stopped or node lost)")
         await stream.send(Ack())
 
     for protocol, handler in (
@@ -92,3 +102,24 @@ def serve_requester_protocols(host: IHost, requester: RequesterService, drops: D
         (RESULT_PROTOCOL, on_result),
     ):
         serve_protocol(host, protocol, handler, drops=drops)
+
+
+CANCEL_TIMEOUT = 5.0
+
+
+async def send_cancel(host: IHost, peer_id: str, cancel: Cancel) -> None:
+    """Ask ``peer_id`` to stop an execution; a node that cannot be reached is left to the
+    liveness checks (it has lost its requester's stream anyway by then)."""
+    try:
+        with trio.fail_after(CANCEL_TIMEOUT):
+            stream = await open_stream(host, peer_id, CANCEL_PROTOCOL)
+            try:
+                await stream.send(cancel)
+                reply = await stream.receive(Ack, Failure)
+            finally:
+                await stream.close()
+    except (SwarmError, trio.TooSlowError) as exc:
+        logger.info("cancel of %s on %s not delivered: %s", cancel.execution_id, peer_id, exc)
+        return
+    if isinstance(reply, Failure):
+        logger.info("cancel of %s on %s: %s", cancel.execution_id, peer_id, reply.message)

@@ -76,6 +76,10 @@ class ResultStore:
             raise StorageError(f"cannot create {folder}: {exc.strerror}") from exc
         return ResultWriter(folder, caps)
 
+    def discard(self, job_id: str, execution_id: str) -> None:
+        """Remove an execution's (partial) result: a lost execution leaves none behind."""
+        shutil.rmtree(self.folder(job_id, execution_id), ignore_errors=True)
+
     def executions(self, job_id: str) -> list[str]:
         """Ids of the executions of ``job_id`` that have a result folder, sorted."""
         job_folder = self.root / _checked(job_id, "job")

@@ -1,48 +1,68 @@
-"""The requester role: accept jobs, announce them, award bids, collect results.
+"""The requester role: accept jobs, place them, keep them placed, collect results.
 
-How one job is placed (``_place``): the job is already persisted as ``pending``. The
-requester publishes a signed ``JobAnnounce``, offers the job to its own compute role
-in-process (a hybrid node pays no network round trip to itself), and collects answers
-until every healthy compute node it knows of has answered or the bid window closes.
-``swarm.placement`` ranks the bids and picks the winners; each winner gets an award on
-its bid stream, the others a reject. When nobody bids:
+How one job is placed (``_place``): the job is already persisted. The requester
+publishes a signed ``JobAnnounce``, offers the job to its own compute role in-process (a
+hybrid node pays no network round trip to itself), and collects answers until every
+healthy compute node it knows of has answered or the bid window closes. The pure
+``swarm.requester.decisions`` then says what to do: award the best bids (the others get
+a reject), keep the job *queued* (some fitting node is only busy, or the job has a queue
+timeout), or fail it at once with every node's reason.
 
-- if some node declined only because it is busy, the job waits as ``queued`` and is
-  announced again when capacity frees up (an execution of ours ends) or a second later;
-- otherwise the job fails at once, with every node's reason.
+Keeping jobs placed:
 
-Results come back through ``ResultSession``s; when every execution of a job has ended,
-the job is ``completed`` (all completed) or ``failed``.
+- queued jobs are announced again when capacity frees up (one of our executions ends),
+  when a compute node joins, and every ``requeue_interval`` seconds; as long as rounds
+  succeed the next queued jobs follow at once; a queue timeout fails the job with the
+  reasons of its last round;
+- an execution whose node is lost (result stream cut, heartbeats missed, restarted,
+  unreachable: ``_watch_loop`` asks ``liveness``) or that failed for a reason another
+  node may not have is *retried*: the job is placed again, preferring nodes that have
+  not failed it, up to ``retries`` times; its partial result is removed, so a result is
+  stored once;
+- ``stop`` cancels every live execution (remote nodes get a ``Cancel``) and ends the job
+  ``stopped``;
+- after a restart, every execution that was live died with the last process (our own
+  runs, and remote ones whose result stream broke with it): their jobs are placed
+  again; pending and queued jobs are placed again as they were.
+
+Results come back through ``ResultSession``s; when every standing execution of a job has
+ended, the job is ``completed`` (all completed) or ``failed``.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
+from typing import Protocol
 
 import trio
 
-from swarm.errors import NotFound, ProtocolError, SwarmError
+from swarm.errors import ConfigError, NotFound, ProtocolError, SwarmError
 from swarm.jobspec import JobSpec
 from swarm.lifecycle import ExecutionState, JobState
-from swarm.placement import Bid, Decline, choose_awards, short_peer_id
-from swarm.protocol import Award, JobAnnounce, Reject, ResultStart
+from swarm.placement import Bid, Decline, short_peer_id
+from swarm.protocol import Award, Cancel, JobAnnounce, Reject, ResultStart
 from swarm.requester.bidding import Bidding
+from swarm.requester.decisions import Outcome, decide_round, final_state, standing
 from swarm.requester.results import ResultStore
 from swarm.requester.sessions import ResultSession
-from swarm.requester.store import JobRecord, JobStore
+from swarm.requester.store import ExecutionRecord, JobRecord, JobStore
 from swarm.storage.blobs import BlobStore
 
 BID_WINDOW = 1.0  # seconds to wait for nodes that have not answered
+DISCOVERY = 5.0  # seconds after start in which unanswered jobs wait for nodes to be found
 REQUEUE_INTERVAL = 1.0
+WATCH_INTERVAL = 0.5
 # Announces in flight at once. Gossipsub queues at most 32 messages per peer and drops the
 # rest silently, so a burst of hundreds of announces would lose some and leave their
 # bidding rounds waiting out the whole window: placements are bounded instead.
 PLACEMENTS_IN_FLIGHT = 16
-BUSY_PREFIX = "queue full"
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,14 +70,30 @@ class RequesterSettings:
     peer_id: str
     addresses: tuple[str, ...] = ()
     bid_window: float = BID_WINDOW
+    requeue_interval: float = REQUEUE_INTERVAL
 
 
-class LocalCompute:
+class LocalCompute(Protocol):
     """What the requester needs of its own node's compute role (``ComputeService``)."""
 
     def consider(self, announce: JobAnnounce) -> Bid | Decline: ...
     def release(self, job_id: str) -> None: ...
-    async def execute(self, award: Award, link) -> None: ...
+    def cancel(self, execution_id: str, requester: str) -> bool: ...
+    async def execute(self, award: Award, link, *, requester: str) -> None: ...
+
+
+class Liveness(Protocol):
+    """Whether a remote node running an execution is still there (``PeerLiveness``)."""
+
+    def boot(self, peer_id: str) -> float | None: ...
+    def problem(self, peer_id: str, boot_at_award: float | None) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class _Watch:
+    job_id: str
+    node_id: str
+    boot: float | None  # the node's start time when it was awarded the execution
 
 
 class RequesterService:
@@ -70,7 +106,10 @@ class RequesterService:
         blobs: BlobStore,
         publish: Callable[[JobAnnounce], Awaitable[None]],
         compute_peers: Callable[[], set[str]],
+        liveness: Liveness,
+        send_cancel: Callable[[str, Cancel], Awaitable[None]],
         local_compute: LocalCompute | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -78,45 +117,56 @@ class RequesterService:
         self.blobs = blobs
         self._publish = publish
         self._compute_peers = compute_peers
+        self._liveness = liveness
+        self._send_cancel = send_cancel
         self._local = local_compute
+        self._clock = clock
         self._bidding: dict[str, Bidding] = {}
-        self._queued: deque[str] = deque()
+        self._placing: set[str] = set()  # scheduled or bidding now
+        self._queue: dict[str, float] = {}  # job id → queue deadline (inf: none), oldest first
+        self._last_reasons: dict[str, str] = {}  # job id → the reasons of its last round
         self._placements = trio.CapacityLimiter(PLACEMENTS_IN_FLIGHT)
-        self._capacity_freed = trio.Event()
+        self._wake = trio.Event()
+        self._freed = 0
+        self._known_peers: set[str] = set()
+        self._watched: dict[str, _Watch] = {}  # execution id → its remote node
+        self._sessions: dict[str, ResultSession] = {}
         self._job_ended: dict[str, trio.Event] = {}
-        self._log_listeners: list[Callable[[str, str, bytes], None]] = []
+        self._log_events: dict[str, trio.Event] = {}
         self._nursery: trio.Nursery | None = None
+        self._started = clock()
+
+    @property
+    def peer_id(self) -> str:
+        return self.settings.peer_id
 
     # --- running -------------------------------------------------------------------
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Serve until cancelled; jobs left pending or queued by a restart are placed again."""
+        """Serve until cancelled; what a restart interrupted is placed again first."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
-            self._recover_own_executions()
-            for job in self.store.jobs_in_states([JobState.PENDING, JobState.QUEUED]):
-                if job.state is JobState.PENDING:
-                    nursery.start_soon(self._place, job.id)
-                else:
-                    self._queued.append(job.id)
+            self._started = self._clock()
+            self._recover()
             nursery.start_soon(self._requeue_loop)
+            nursery.start_soon(self._watch_loop)
             task_status.started()
             await trio.sleep_forever()
 
-    def _recover_own_executions(self) -> None:
-        """Executions this node was running itself died with its last process: mark them
-        lost and place their jobs again. (Executions on other nodes may still report.)"""
-        for job in self.store.jobs_in_states([JobState.RUNNING]):
-            live = [e for e in self.store.executions(job.id) if not e.state.is_terminal]
-            mine = [e for e in live if e.node_id == self.settings.peer_id]
-            for execution in mine:
-                self.store.set_execution_state(
-                    execution.id, ExecutionState.LOST, message="the node restarted during the run"
-                )
-            if mine and len(mine) == len(live):
-                self.store.set_job_state(
-                    job.id, JobState.QUEUED, "its node restarted; placing it again"
-                )
+    def _recover(self) -> None:
+        states = [JobState.PENDING, JobState.QUEUED, JobState.RUNNING]
+        for job in self.store.jobs_in_states(states):
+            if job.state is JobState.PENDING:
+                self._schedule(job.id)
+            elif job.state is JobState.QUEUED:
+                self._enqueue(job)
+            else:
+                live = [e for e in self.store.executions(job.id) if not e.state.is_terminal]
+                for execution in live:
+                    self._lose(execution, "the requester restarted during the run")
+                if not live:  # every result arrived just before the restart
+                    self._finish_if_done(job.id)
+        self._wake.set()
 
     # --- the API's side --------------------------------------------------------------
 
@@ -125,7 +175,7 @@ class RequesterService:
         if spec.task.module_digest is None or not self.blobs.has(spec.task.module):
             raise NotFound(f"module {spec.task.module} is not on this node: upload it first")
         job = self.store.create_job(spec)
-        self._nursery.start_soon(self._place, job.id)
+        self._schedule(job.id)
         return job
 
     async def wait(self, job_id: str, timeout: float) -> JobRecord:
@@ -138,23 +188,47 @@ class RequesterService:
             job = self.store.get_job(job.id)
         return job
 
-    def add_log_listener(self, listener: Callable[[str, str, bytes], None]) -> None:
-        self._log_listeners.append(listener)
+    def stop(self, job_id: str) -> JobRecord:
+        """Cancel the job: live executions are stopped where they run; it ends ``stopped``."""
+        job = self.store.get_job(job_id)
+        if job.state.is_terminal:
+            raise ConfigError(f"job {job.id} has already ended ({job.state}): nothing to stop")
+        self._queue.pop(job.id, None)
+        self._cancel_live(job.id, "the job was stopped")
+        job = self.store.set_job_state(job.id, JobState.STOPPED, "stopped by the user")
+        self._ended(job.id)
+        return job
+
+    def log_event(self, job_id: str) -> trio.Event:
+        """Set when the job's stdout/stderr grows or the job ends (for `swarm logs -f`)."""
+        return self._log_events.setdefault(job_id, trio.Event())
 
     # --- placement -------------------------------------------------------------------
 
-    async def _place(self, job_id: str) -> None:
-        async with self._placements:
-            await self._announce_and_award(job_id)
+    def _schedule(self, job_id: str) -> None:
+        self._placing.add(job_id)
+        self._nursery.start_soon(self._place, job_id)
 
-    async def _announce_and_award(self, job_id: str) -> None:
+    def _enqueue(self, job: JobRecord) -> None:
+        timeout = job.spec.queue_timeout
+        self._queue[job.id] = job.created + timeout if timeout > 0 else math.inf
+
+    async def _place(self, job_id: str) -> Outcome | None:
+        self._placing.add(job_id)
+        try:
+            async with self._placements:
+                return await self._announce_and_award(job_id)
+        finally:
+            self._placing.discard(job_id)
+
+    async def _announce_and_award(self, job_id: str) -> Outcome | None:
         job = self.store.get_job(job_id)
-        if job.state is JobState.QUEUED:
-            job = self.store.set_job_state(job_id, JobState.PENDING, "announced again")
+        if job.state.is_terminal or job.id in self._bidding:
+            return None
         spec = job.spec
         announce = JobAnnounce(
             job_id=job.id,
-            requester=self.settings.peer_id,
+            requester=self.peer_id,
             seq=time.time_ns(),
             module=spec.task.module,
             module_size=self.blobs.size(spec.task.module),
@@ -165,7 +239,7 @@ class RequesterService:
             count=spec.count,
             addresses=self.settings.addresses,
         )
-        bidding = Bidding(job.id, self._compute_peers() - {self.settings.peer_id})
+        bidding = Bidding(job.id, self._compute_peers() - {self.peer_id})
         self._bidding[job.id] = bidding
         try:
             if bidding.expected:
@@ -176,51 +250,77 @@ class RequesterService:
                 await bidding.all_answered.wait()
         finally:
             del self._bidding[job.id]
-        self._decide(job, bidding)
+        return self._decide(job.id, bidding)
 
-    def _decide(self, job: JobRecord, bidding: Bidding) -> None:
-        for answer in bidding.answers.values():
-            if isinstance(answer, Decline):
-                self.store.add_event(job.id, "decline", answer.reason, node_id=answer.peer_id)
-        awarded, rejected = choose_awards(job.spec.target, job.spec.count, bidding.bids, {})
+    def _decide(self, job_id: str, bidding: Bidding) -> Outcome:
+        job = self.store.get_job(job_id)  # afresh: it may have been stopped meanwhile
+        self._record_declines(job, bidding.declines)
+        if job.state.is_terminal:
+            bidding.decide({p: Reject(job.id, f"the job is {job.state}") for p in bidding.answers})
+            self._answer_local(bidding)
+            return Outcome.NOTHING
+        decision = decide_round(
+            job.spec,
+            self.store.executions(job.id),
+            self.store.retried(job.id),
+            bidding.answers.values(),
+            waited=self._clock() - job.created,
+            discovering=self._clock() - self._started < DISCOVERY,
+        )
         replies: dict[str, Award | Reject] = {
-            bid.peer_id: Reject(job.id, "another node was chosen") for bid in rejected
+            peer: Reject(job.id, why) for peer, why in decision.rejects.items()
         }
-        for bid in awarded:
-            execution = self.store.add_execution(job.id, bid.peer_id, ExecutionState.ACCEPTED)
-            replies[bid.peer_id] = Award(job.id, execution.id, job.spec)
-        if awarded:
-            names = ", ".join(short_peer_id(b.peer_id) for b in awarded)
-            self.store.set_job_state(job.id, JobState.RUNNING, f"awarded to {names}")
-        elif any(d.reason.startswith(BUSY_PREFIX) for d in bidding.declines):
-            self.store.set_job_state(job.id, JobState.QUEUED, "every fitting node is busy")
-            self._queued.append(job.id)
-        else:
-            self.store.set_job_state(job.id, JobState.FAILED, _no_placement(bidding))
-            self._ended(job.id)
+        if decision.outcome is Outcome.AWARD:
+            for bid in decision.awards:
+                execution = self.store.add_execution(job.id, bid.peer_id, ExecutionState.ACCEPTED)
+                replies[bid.peer_id] = Award(job.id, execution.id, job.spec)
+                if bid.peer_id != self.peer_id:
+                    self._watched[execution.id] = _Watch(
+                        job.id, bid.peer_id, self._liveness.boot(bid.peer_id)
+                    )
+            names = ", ".join(short_peer_id(b.peer_id) for b in decision.awards)
+            if job.state is JobState.RUNNING:
+                self.store.add_event(job.id, "award", f"also awarded to {names}")
+            else:
+                self.store.set_job_state(job.id, JobState.RUNNING, f"awarded to {names}")
+            self._last_reasons.pop(job.id, None)
+            if decision.missing:  # more nodes wanted: the rest waits in the queue
+                self.store.add_event(job.id, "queued", _waiting(decision.reason))
+                self._last_reasons[job.id] = decision.reason
+                self._enqueue(job)
+        elif decision.outcome is Outcome.WAIT:
+            if job.state is JobState.PENDING:
+                self.store.set_job_state(job.id, JobState.QUEUED, _waiting(decision.reason))
+            self._last_reasons[job.id] = decision.reason
+            self._enqueue(job)
+        elif decision.outcome is Outcome.FAIL:
+            bidding.decide(replies)
+            self._answer_local(bidding)
+            self._fail(job, decision.reason)
+            return decision.outcome
         bidding.decide(replies)
         self._answer_local(bidding)
+        if decision.outcome is Outcome.NOTHING:
+            self._finish_if_done(job.id)
+        return decision.outcome
+
+    def _record_declines(self, job: JobRecord, declines: list[Decline]) -> None:
+        """Log each node's reason, once per reason (a queued job is announced often)."""
+        seen = {(e.node_id, e.message) for e in self.store.events(job.id) if e.kind == "decline"}
+        for decline in declines:
+            if (decline.peer_id, decline.reason) not in seen:
+                self.store.add_event(job.id, "decline", decline.reason, node_id=decline.peer_id)
 
     def _answer_local(self, bidding: Bidding) -> None:
-        peer_id = self.settings.peer_id
-        if self._local is None or peer_id not in bidding.answers:
+        if self._local is None or self.peer_id not in bidding.answers:
             return
-        reply = bidding._replies.get(peer_id)
+        reply = bidding.reply(self.peer_id)
         if isinstance(reply, Award):
-            self._nursery.start_soon(self._local.execute, reply, LocalLink(self))
-        elif isinstance(bidding.answers[peer_id], Bid):
+            self._nursery.start_soon(
+                partial(self._local.execute, reply, LocalLink(self), requester=self.peer_id)
+            )
+        elif isinstance(bidding.answers[self.peer_id], Bid):
             self._local.release(bidding.job_id)
-
-    async def _requeue_loop(self) -> None:
-        """Announce queued jobs again as capacity frees up, oldest first."""
-        while True:
-            with trio.move_on_after(REQUEUE_INTERVAL):
-                await self._capacity_freed.wait()
-            self._capacity_freed = trio.Event()
-            for _ in range(min(len(self._queued), PLACEMENTS_IN_FLIGHT)):
-                self._nursery.start_soon(self._place, self._queued.popleft())
-
-    # --- bids from remote nodes ----------------------------------------------------
 
     async def handle_bid(self, peer_id: str, decision: Bid | Decline) -> Award | Reject | None:
         """A remote node's answer; returns its reply once decided (None for a decline)."""
@@ -235,6 +335,123 @@ class RequesterService:
         if isinstance(decision, Decline):
             return None
         return await bidding.reply_for(peer_id)
+
+    async def _requeue_loop(self) -> None:
+        """Announce queued jobs again as capacity frees up or nodes join, oldest first."""
+        while True:
+            with trio.move_on_after(self.settings.requeue_interval):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            self._expire_queued()
+            peers = self._compute_peers()
+            joined, self._known_peers = peers - self._known_peers, peers
+            budget = max(1, self._freed + len(joined))
+            self._freed = 0
+            batch = list(self._queue)[: min(budget, PLACEMENTS_IN_FLIGHT)]
+            if not batch:
+                continue
+            outcomes: list[Outcome | None] = []
+            async with trio.open_nursery() as nursery:
+                for job_id in batch:
+                    del self._queue[job_id]
+                    self._placing.add(job_id)
+                    nursery.start_soon(self._place_noting, job_id, outcomes)
+            if Outcome.AWARD in outcomes and self._queue:
+                self._wake.set()  # room was found: try the next ones at once
+
+    async def _place_noting(self, job_id: str, outcomes: list[Outcome | None]) -> None:
+        outcomes.append(await self._place(job_id))
+
+    def _expire_queued(self) -> None:
+        now = self._clock()
+        for job_id, deadline in list(self._queue.items()):
+            if now < deadline:
+                continue
+            del self._queue[job_id]
+            job = self.store.get_job(job_id)
+            if not job.state.is_terminal:
+                reasons = self._last_reasons.get(job_id) or job.reason
+                timeout = job.spec.queue_timeout
+                self._fail(
+                    job, f"still not placed after its queue timeout ({timeout:g} s); " + reasons
+                )
+
+    # --- keeping jobs placed -----------------------------------------------------------
+
+    async def _watch_loop(self) -> None:
+        while True:
+            await trio.sleep(WATCH_INTERVAL)
+            for execution_id, watch in list(self._watched.items()):
+                reason = self._liveness.problem(watch.node_id, watch.boot)
+                if reason is None or execution_id not in self._watched:
+                    continue
+                session = self._sessions.get(execution_id)
+                if session is not None:
+                    session.abort(reason)  # calls _lose
+                else:
+                    self._lose(self.store.get_execution(execution_id), reason)
+
+    def _lose(self, execution: ExecutionRecord, reason: str) -> None:
+        """The execution's node is gone (or its result broke off): place the job again."""
+        self._watched.pop(execution.id, None)
+        self._sessions.pop(execution.id, None)
+        if execution.state.is_terminal:
+            return
+        execution = self.store.set_execution_state(
+            execution.id, ExecutionState.LOST, message=reason
+        )
+        self.results.discard(execution.job_id, execution.id)
+        self._capacity_freed()
+        self._retry(execution, reason)
+
+    def _retry(self, execution: ExecutionRecord, reason: str) -> None:
+        job = self.store.get_job(execution.job_id)
+        if job.state.is_terminal:
+            return
+        used, allowed = len(self.store.retried(job.id)), job.spec.retries
+        if used >= allowed:
+            self._fail(job, f"{reason}; no retries left ({allowed} allowed)")
+            return
+        self.store.add_event(
+            job.id,
+            "retry",
+            f"{reason}: placing the job again (retry {used + 1} of {allowed})",
+            execution_id=execution.id,
+            node_id=execution.node_id,
+        )
+        retried = self.store.retried(job.id)
+        live = [
+            e for e in standing(self.store.executions(job.id), retried) if not e.state.is_terminal
+        ]
+        if not live and job.state is JobState.RUNNING:
+            self.store.set_job_state(job.id, JobState.QUEUED, f"placing it again: {reason}")
+        self._schedule(job.id)
+
+    def _fail(self, job: JobRecord, reason: str) -> None:
+        self._queue.pop(job.id, None)
+        self._cancel_live(job.id, "the job failed")
+        self.store.set_job_state(job.id, JobState.FAILED, reason)
+        self._ended(job.id)
+
+    def _cancel_live(self, job_id: str, reason: str) -> None:
+        for execution in self.store.executions(job_id):
+            if execution.state.is_terminal:
+                continue
+            self.store.set_execution_state(execution.id, ExecutionState.CANCELLED, message=reason)
+            self._watched.pop(execution.id, None)
+            session = self._sessions.pop(execution.id, None)
+            if session is not None:
+                session.withdraw()
+            if execution.node_id == self.peer_id and self._local is not None:
+                self._local.cancel(execution.id, self.peer_id)
+            else:
+                cancel = Cancel(job_id, execution.id)
+                self._nursery.start_soon(self._send_cancel, execution.node_id, cancel)
+            self._capacity_freed()
+
+    def _capacity_freed(self) -> None:
+        self._freed += 1
+        self._wake.set()
 
     # --- results -------------------------------------------------------------------
 
@@ -252,40 +469,49 @@ class RequesterService:
             raise ProtocolError(
                 f"execution {execution.id[:8]} is {execution.state}, not awaiting results"
             )
-        self.store.set_execution_state(execution.id, ExecutionState.RUNNING)
+        execution = self.store.set_execution_state(execution.id, ExecutionState.RUNNING)
         job = self.store.get_job(execution.job_id)
-        return ResultSession(
+        session = ResultSession(
             store=self.store,
             execution=execution,
             writer=self.results.writer(job.id, execution.id, caps=job.spec.task.caps),
-            on_log=self._log,
+            on_log=self._logged,
             on_end=self._execution_ended,
+            on_lost=self._lose,
         )
+        self._sessions[execution.id] = session
+        return session
 
-    def _log(self, job_id: str, stream: str, data: bytes) -> None:
-        for listener in self._log_listeners:
-            listener(job_id, stream, data)
+    def _logged(self, job_id: str) -> None:
+        event = self._log_events.pop(job_id, None)
+        if event is not None:
+            event.set()
 
-    def _execution_ended(self, job_id: str) -> None:
-        self._capacity_freed.set()
-        replaced = (ExecutionState.LOST, ExecutionState.CANCELLED)
-        executions = [e for e in self.store.executions(job_id) if e.state not in replaced]
-        if not executions or not all(e.state.is_terminal for e in executions):
+    def _execution_ended(self, execution: ExecutionRecord, retryable: bool) -> None:
+        self._watched.pop(execution.id, None)
+        self._sessions.pop(execution.id, None)
+        self._capacity_freed()
+        if retryable:
+            self._retry(execution, f"{short_peer_id(execution.node_id)}: {execution.message}")
+        self._finish_if_done(execution.job_id)
+
+    def _finish_if_done(self, job_id: str) -> None:
+        job = self.store.get_job(job_id)
+        if job.state.is_terminal or job_id in self._placing or job_id in self._queue:
             return
-        ok = all(e.state is ExecutionState.COMPLETED for e in executions)
-        failed = [e for e in executions if e.state is not ExecutionState.COMPLETED]
-        reason = (
-            ""
-            if ok
-            else "; ".join(f"{short_peer_id(e.node_id)}: {e.message or e.state}" for e in failed)
-        )
+        done = final_state(self.store.executions(job_id), self.store.retried(job_id))
+        if done is None:
+            return
+        ok, reason = done
         self.store.set_job_state(job_id, JobState.COMPLETED if ok else JobState.FAILED, reason)
         self._ended(job_id)
 
     def _ended(self, job_id: str) -> None:
-        event = self._job_ended.pop(job_id, None)
-        if event is not None:
-            event.set()
+        self._last_reasons.pop(job_id, None)
+        for events in (self._job_ended, self._log_events):
+            event = events.pop(job_id, None)
+            if event is not None:
+                event.set()
 
 
 class LocalLink:
@@ -304,19 +530,16 @@ class LocalLink:
     @asynccontextmanager
     async def open_results(self, award: Award):
         start = ResultStart(award.job_id, award.execution_id)
-        session = self.requester.open_session(self.requester.settings.peer_id, start)
+        session = self.requester.open_session(self.requester.peer_id, start)
         try:
             yield session
         except BaseException as exc:
-            session.abort(f"the run was interrupted: {exc!r}"[:300])
-            raise
-        except SwarmError as exc:  # pragma: no cover - BaseException above catches first
-            session.abort(str(exc))
+            reason = (
+                str(exc) if isinstance(exc, SwarmError) else f"the run was interrupted: {exc!r}"
+            )
+            session.abort(reason[:300])
             raise
 
 
-def _no_placement(bidding: Bidding) -> str:
-    if not bidding.answers:
-        return "no compute node answered: is any node with the compute role running and connected?"
-    lines = [f"node {short_peer_id(d.peer_id)}: {d.reason}" for d in bidding.declines]
-    return "no node accepted the job:\n" + "\n".join(lines)
+def _waiting(reason: str) -> str:
+    return "waiting for a node that can take it; " + reason

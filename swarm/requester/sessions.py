@@ -3,10 +3,15 @@
 A ``ResultSession`` takes the result messages of one execution in order (the same
 messages whether they arrive over a libp2p stream or, on a hybrid node, straight from
 its own compute role): ``Log`` chunks while the guest runs, then ``RunEnd``, ``Outputs``
-chunks and ``ResultEnd``. It writes them into the result store, moves the execution
-through its lifecycle and tells the requester when the execution is over. Anything out
-of order or over the job's caps is a ``ProtocolError``: the session is aborted and the
-execution marked failed, never half-recorded as completed.
+chunks and ``ResultEnd``. It writes them into the result store and, at the end, records
+the execution as ``completed`` or ``failed`` and tells the requester.
+
+A session that breaks before its end (the stream was cut, the node sent something out of
+order or over the job's caps, the node was declared lost) is *lost*: its partial result
+is removed and the requester decides whether to place the job again. It is never
+half-recorded as completed. ``withdraw`` ends a session from the requester's side (the
+job was stopped; what arrived so far is kept): its ``scope`` is cancelled, so whoever
+feeds the session stops waiting for more.
 """
 
 from __future__ import annotations
@@ -30,17 +35,24 @@ class ResultSession:
         store: JobStore,
         execution: ExecutionRecord,
         writer: ResultWriter,
-        on_log: Callable[[str, str, bytes], None],
-        on_end: Callable[[str], None],
+        on_log: Callable[[str], None],
+        on_end: Callable[[ExecutionRecord, bool], None],
+        on_lost: Callable[[ExecutionRecord, str], None],
     ) -> None:
         self.store = store
         self.execution = execution
         self.writer = writer
+        self.scope = trio.CancelScope()
         self._on_log = on_log
         self._on_end = on_end
+        self._on_lost = on_lost
         self._run_end: RunEnd | None = None
         self._unpacker = None
         self._over = False
+
+    @property
+    def over(self) -> bool:
+        return self._over
 
     async def send(self, message: Log | RunEnd | Outputs | ResultEnd) -> None:
         """Take the next result message."""
@@ -50,12 +62,12 @@ class ResultSession:
             if self._run_end is not None:
                 raise ProtocolError("log chunk after the run ended")
             self.writer.append(message.stream, message.data)
-            self._on_log(self.execution.job_id, message.stream, message.data)
+            self._on_log(self.execution.job_id)
         elif isinstance(message, RunEnd):
             if self._run_end is not None:
                 raise ProtocolError("two run ends for one execution")
-            self._run_end = message
             self.writer.set_exit_code(_run_result(message).shell_exit_code)
+            self._run_end = message
         elif isinstance(message, Outputs):
             if self._run_end is None:
                 raise ProtocolError("outputs before the run ended")
@@ -79,7 +91,7 @@ class ResultSession:
             ExecutionState.COMPLETED if end.status == RunStatus.COMPLETED else ExecutionState.FAILED
         )
         detail = end.message or (f"exit code {end.exit_code}" if end.exit_code is not None else "")
-        self.store.set_execution_state(
+        execution = self.store.set_execution_state(
             self.execution.id, state, exit_code=end.exit_code, status=end.status, message=detail
         )
         self.store.add_event(
@@ -91,18 +103,25 @@ class ResultSession:
             execution_id=self.execution.id,
             node_id=self.execution.node_id,
         )
-        self._on_end(self.execution.job_id)
+        self._on_end(execution, end.retryable and state is ExecutionState.FAILED)
 
     def abort(self, reason: str) -> None:
-        """The result cannot be completed (stream broke, bad message): fail the execution."""
+        """The result broke off before its end: the execution is lost (and its partial
+        result removed by the requester: a partial result is no result)."""
         if self._over:
             return
-        self._over = True
-        self.writer.close()
-        self.store.set_execution_state(
-            self.execution.id, ExecutionState.FAILED, status="failed", message=reason
-        )
-        self._on_end(self.execution.job_id)
+        self.withdraw()
+        self._on_lost(self.execution, reason)
+
+    def withdraw(self) -> None:
+        """Stop taking results (the execution is recorded as cancelled or lost already);
+        whoever feeds the session through ``scope`` stops waiting for more."""
+        if not self._over:
+            self._over = True
+            if self._unpacker is not None:
+                self._unpacker.abort()
+            self.writer.close()
+        self.scope.cancel()
 
 
 def _run_result(end: RunEnd) -> RunResult:

@@ -313,6 +313,14 @@ class JobStore:
             event_id = _insert_event(db, job_id, now, kind, message, execution_id, node_id)
             return EventRecord(event_id, job_id, execution_id, now, node_id, kind, message)
 
+    def retried(self, job_id: str) -> set[str]:
+        """Executions of the job that were placed again (a ``retry`` event names each)."""
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT execution_id FROM events WHERE job_id = ? AND kind = 'retry'", (job_id,)
+            )
+            return {row[0] for row in rows if row[0]}
+
     def events(self, job_id: str) -> list[EventRecord]:
         """A job's event log in the order it happened."""
         with self._transaction() as db:

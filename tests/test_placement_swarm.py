@@ -1,0 +1,333 @@
+"""Placement and resilience across separate `swarm serve` processes on loopback.
+
+One three-node cluster serves the placement cases (GPU and label constraints, a job no
+node accepts, live logs, stop); queueing, the loss of an executing node and a requester
+restart each get their own nodes, since they start, kill or restart some.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from swarm.jobspec import JobSpec
+from swarm.requester.store import JOBS_DB, JobStore
+from swarm.storage.blobs import digest_bytes
+from tests.conftest import SWARM, ServeProcess
+from tests.guests import exit_with, hello, ticker
+from tests.test_jobs_cli import swarm
+from tests.test_jobs_swarm import all_healthy, wait_until
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """n1: requester + compute, 1 GPU, zone=eu; n2: compute, zone=us; n3: compute, zone=eu."""
+    base = tmp_path_factory.mktemp("cluster")
+    nodes = []
+    try:
+        n1 = ServeProcess(base / "n1", "--gpu", "1", "--labels", "zone=eu").wait_ready()
+        nodes.append(n1)
+        for name, zone in (("n2", "us"), ("n3", "eu")):
+            args = ("--node-type", "compute", "--labels", f"zone={zone}", "--peer", n1.address)
+            nodes.append(ServeProcess(base / name, *args).wait_ready())
+        wait_until(lambda: all_healthy(n1, 3), what="n1 to see n2 and n3")
+        yield {node.home.name: node for node in nodes}
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def module(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / f"{name}.wasm"
+    path.write_bytes(data)
+    return path
+
+
+def run_job(node, tmp_path, wasm: Path, *flags: str, timeout: float = 60):
+    return swarm(node, "wasm", "run", *flags, str(wasm), cwd=tmp_path, timeout=timeout)
+
+
+def job_id_of(run: subprocess.CompletedProcess) -> str:
+    assert "Job ID: " in run.stdout, run.stdout + run.stderr
+    return run.stdout.split("Job ID: ")[1].split()[0]
+
+
+def describe(node, job_id: str) -> dict:
+    with node.client() as client:
+        return client.job(job_id)
+
+
+def ran_on(node, job_id: str) -> list[str]:
+    return [e["node_id"] for e in describe(node, job_id)["executions"]]
+
+
+def test_constraints_place_jobs_on_matching_nodes(cluster, tmp_path):
+    n1, n2, n3 = cluster["n1"], cluster["n2"], cluster["n3"]
+    wasm = module(tmp_path, "hello", hello())
+    cases = [
+        (("--gpu", "1"), n1),  # only n1 declares a GPU
+        (("--constraint", "zone=us"), n2),
+        (("--constraint", "zone in (eu,ap)", "--constraint", "!gpu"), n3),
+        (("--constraint", "gpu", "--constraint", "name=n1"), n1),
+        (("--constraint", "zone notin (eu)"), n2),
+    ]
+    for flags, expected in cases:
+        for _ in range(2):  # twice: the ranking cannot make it right by chance
+            run = run_job(n1, tmp_path, wasm, *flags)
+            assert run.returncode == 0, run.stdout + run.stderr
+            assert ran_on(n1, job_id_of(run)) == [expected.peer_id], flags
+
+
+def test_a_job_no_node_accepts_fails_at_once_with_every_reason(cluster, tmp_path):
+    n1 = cluster["n1"]
+    wasm = module(tmp_path, "hello", hello())
+    started = time.monotonic()
+    run = run_job(n1, tmp_path, wasm, "--constraint", "zone=ap", "--gpu", "1")
+    took = time.monotonic() - started
+    assert run.returncode != 0
+    reasons = [line.strip() for line in run.stderr.splitlines() if line.strip().startswith("node ")]
+    assert sorted(reasons) == sorted(
+        [
+            f"node {short(cluster['n1'].peer_id)}: label zone=eu does not match zone=ap",
+            f"node {short(cluster['n2'].peer_id)}: label zone=us does not match zone=ap",
+            f"node {short(cluster['n3'].peer_id)}: label zone=eu does not match zone=ap",
+        ]
+    ), run.stderr
+    assert took < 10, f"took {took:.1f} s: it should not wait for anything"
+    job = describe(n1, job_id_of(run))
+    assert job["state"] == "failed" and job["executions"] == []
+    declines = [e for e in job["events"] if e["kind"] == "decline"]
+    assert {e["node_id"] for e in declines} == {node.peer_id for node in cluster.values()}
+
+    # Resources: more than any node has is a reason too.
+    run = run_job(n1, tmp_path, wasm, "--gpu", "2")
+    assert run.returncode != 0
+    assert f"node {short(n1.peer_id)}: needs 2 GPUs, has 1" in run.stderr
+    assert f"node {short(cluster['n2'].peer_id)}: needs 2 GPUs, has 0" in run.stderr
+
+
+def test_logs_follow_a_job_as_it_prints(cluster, tmp_path):
+    n1, n2 = cluster["n1"], cluster["n2"]
+    wasm = module(tmp_path, "ticker", ticker(5, 1.0, "tick\n"))
+    run = run_job(n1, tmp_path, wasm, "--constraint", "name=n2", "--no-wait", "--id-only")
+    job_id = run.stdout.strip()
+    follow = subprocess.Popen(
+        [str(SWARM), "logs", "--follow", job_id],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=swarm_env(n1),
+    )
+    arrivals = []
+    for line in follow.stdout:
+        arrivals.append((time.monotonic(), line))
+    assert follow.wait(timeout=30) == 0, follow.stderr.read()
+    assert [line for _, line in arrivals] == ["tick\n"] * 5
+    # The first lines may have been printed before `logs` started; the last ones must
+    # arrive about a second apart, as the guest prints them.
+    times = [at for at, _ in arrivals[-3:]]
+    gaps = [times[1] - times[0], times[2] - times[1]]
+    assert min(gaps) > 0.5, f"lines arrived {gaps} s apart: not live"
+    assert describe(n1, job_id)["state"] == "completed"
+    assert ran_on(n1, job_id) == [n2.peer_id]
+
+    # Without --follow: what is there, at once.
+    logs = swarm(n1, "logs", job_id[:8], cwd=tmp_path)
+    assert logs.returncode == 0 and logs.stdout == "tick\n" * 5
+
+
+@pytest.mark.parametrize("where", ["n2", "n1"])  # a remote node; the hybrid node itself
+def test_stop_cancels_the_running_guest(cluster, tmp_path, where):
+    n1, node = cluster["n1"], cluster[where]
+    wasm = module(tmp_path, "long", ticker(120, 0.5, "still here\n"))
+    run = run_job(n1, tmp_path, wasm, "--constraint", f"name={where}", "--no-wait", "--id-only")
+    job_id = run.stdout.strip()
+    wait_until(lambda: running_count(node) == 1, what="the guest to start")
+    wait_until(
+        lambda: "still here" in swarm(n1, "logs", job_id, cwd=tmp_path).stdout,
+        what="the guest to print",
+    )
+
+    stop = swarm(n1, "job", "stop", job_id[:8], cwd=tmp_path)
+    assert stop.returncode == 0, stop.stderr
+    assert f"Job {job_id} stopped." in stop.stdout
+    job = describe(n1, job_id)
+    assert job["state"] == "stopped"
+    assert [e["state"] for e in job["executions"]] == ["cancelled"]
+    wait_until(lambda: running_count(node) == 0, timeout=3, what="the guest to stop")
+
+    again = swarm(n1, "job", "stop", job_id, cwd=tmp_path)
+    assert again.returncode == 1
+    assert (
+        again.stderr.strip() == f"Error: job {job_id} has already ended (stopped): nothing to stop"
+    )
+
+
+def running_count(node) -> int:
+    with node.client() as client:
+        return client.agent()["running"]
+
+
+def swarm_env(node) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWARM_")}
+    return env | node.exports
+
+
+def short(peer_id: str) -> str:
+    return f"{peer_id[:6]}…{peer_id[-6:]}"
+
+
+def test_a_queued_job_runs_when_a_matching_node_joins(serve, tmp_path):
+    a = serve("a", "--node-type", "requester")
+    serve("b", "--node-type", "compute", "--labels", "zone=us", "--peer", a.address)
+    wait_until(lambda: all_healthy(a, 2), what="a to see b")
+    wasm = module(tmp_path, "hello", hello())
+
+    waits = run_job(a, tmp_path, wasm, "-c", "zone=eu", "--queue-timeout", "60", "--no-wait")
+    job_id = job_id_of(waits)
+    gives_up = run_job(a, tmp_path, wasm, "-c", "zone=ap", "--queue-timeout", "2", "--no-wait")
+    short_timeout = job_id_of(gives_up)
+    wait_until(lambda: describe(a, job_id)["state"] == "queued", what="the job to be queued")
+    assert "label zone=us does not match zone=eu" in describe(a, job_id)["reason"]
+
+    c = serve("c", "--node-type", "compute", "--labels", "zone=eu", "--peer", a.address)
+    wait_until(lambda: describe(a, job_id)["state"] == "completed", what="the job to complete")
+    assert ran_on(a, job_id) == [c.peer_id]
+
+    job = describe(a, short_timeout)
+    assert job["state"] == "failed"
+    assert job["reason"].startswith("still not placed after its queue timeout (2 s)")
+    assert "label zone=us does not match zone=ap" in job["reason"]
+    assert job["executions"] == []
+
+
+def test_a_lost_node_s_execution_completes_elsewhere_once(serve, tmp_path):
+    a = serve("a", "--node-type", "requester")
+    b = serve("b", "--node-type", "compute", "--peer", a.address)
+    c = serve("c", "--node-type", "compute", "--max-jobs", "1", "--peer", a.address)
+    wait_until(lambda: all_healthy(a, 3), what="a to see b and c")
+    # c is kept busy, so the jobs go to b; then c frees up and b dies.
+    blocker = run_job(
+        a,
+        tmp_path,
+        module(tmp_path, "block", ticker(100, 0.5)),
+        "-c",
+        "name=c",
+        "--no-wait",
+        "--id-only",
+    ).stdout.strip()
+    wait_until(lambda: running_count(c) == 1, what="c to be busy")
+    wasm = module(tmp_path, "ticker", ticker(12, 0.5, "working\n"))
+    moves = job_id_of(run_job(a, tmp_path, wasm, "--no-wait"))
+    stays = job_id_of(run_job(a, tmp_path, wasm, "--no-wait", "-c", "name=b", "--retries", "0"))
+    wait_until(lambda: running_count(b) == 2, what="both jobs to run on b")
+    with a.client() as client:
+        client.stop(blocker)
+    wait_until(lambda: running_count(c) == 0, what="c to be free")
+
+    b.proc.kill()  # kill -9, mid-run
+    wait_until(
+        lambda: describe(a, moves)["state"] == "completed",
+        timeout=30,
+        what="the job to complete on c",
+    )
+    job = describe(a, moves)
+    assert [(e["node_id"], e["state"]) for e in job["executions"]] == [
+        (b.peer_id, "lost"),
+        (c.peer_id, "completed"),
+    ]
+    assert any(e["kind"] == "retry" and "retry 1 of 2" in e["message"] for e in job["events"])
+    lost, completed = job["executions"]
+    results = a.home / "results" / moves
+    assert sorted(p.name for p in results.iterdir()) == [completed["id"]]  # stored once
+    got = swarm(a, "get", moves, cwd=tmp_path)
+    assert got.returncode == 0, got.stderr
+    assert (tmp_path / f"job-{moves[:8]}" / "stdout").read_text() == "working\n" * 12
+
+    job = describe(a, stays)
+    assert job["state"] == "failed"
+    assert "no retries left (0 allowed)" in job["reason"]
+    assert [e["state"] for e in job["executions"]] == ["lost"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_restarted_requester_resumes_jobs_in_every_state(serve, tmp_path):
+    port = free_port()
+    a = serve("a", "--node-type", "requester", swarm_port=port)
+    b = serve("b", "--node-type", "compute", "--labels", "zone=eu", "--peer", a.address)
+    wait_until(lambda: all_healthy(a, 2), what="a to see b")
+    hello_wasm = module(tmp_path, "hello", hello("survived\n"))
+    jobs = {
+        "completed": job_id_of(run_job(a, tmp_path, hello_wasm)),
+        "failed": job_id_of(run_job(a, tmp_path, module(tmp_path, "exit3", exit_with(3)))),
+        "stopped": job_id_of(
+            run_job(a, tmp_path, module(tmp_path, "t", ticker(60, 0.5)), "--no-wait")
+        ),
+        "running": job_id_of(
+            run_job(a, tmp_path, module(tmp_path, "r", ticker(16, 0.5, "resumed\n")), "--no-wait")
+        ),
+        "queued": job_id_of(
+            run_job(a, tmp_path, hello_wasm, "-c", "zone=ap", "--queue-timeout", "600", "--no-wait")
+        ),
+    }
+    assert swarm(a, "job", "stop", jobs["stopped"], cwd=tmp_path).returncode == 0
+    wait_until(lambda: running_count(b) == 1, what="the running job to run")
+    wait_until(lambda: describe(a, jobs["queued"])["state"] == "queued", what="a queued job")
+    completed_stdout = list((a.home / "results" / jobs["completed"]).glob("*/stdout"))
+
+    a.proc.kill()  # kill -9
+    a.proc.wait()
+    # A job accepted just before the crash: persisted as pending, never announced.
+    with JobStore(a.home / JOBS_DB) as store:
+        spec = describe_spec_of(hello_wasm)
+        jobs["pending"] = store.create_job(spec).id
+
+    a = serve("a", "--node-type", "requester", swarm_port=port)
+    for state in ("completed", "failed", "stopped"):
+        assert describe(a, jobs[state])["state"] == state
+    assert [p.read_text() for p in completed_stdout] == ["survived\n"]
+    wait_until(
+        lambda: describe(a, jobs["pending"])["state"] == "completed",
+        timeout=20,
+        what="the pending job to run after the restart",
+    )
+    wait_until(
+        lambda: describe(a, jobs["running"])["state"] == "completed",
+        timeout=20,
+        what="the interrupted job to run again",
+    )
+    running = describe(a, jobs["running"])
+    assert [e["state"] for e in running["executions"]] == ["lost", "completed"]
+    assert "the requester restarted during the run" in running["executions"][0]["message"]
+    assert describe(a, jobs["queued"])["state"] == "queued"
+    with a.client() as client:
+        listed = {job["id"] for job in client.jobs()}
+    assert set(jobs.values()) <= listed
+
+
+def describe_spec_of(wasm: Path) -> JobSpec:
+    return JobSpec.from_dict(
+        {"name": "pending", "task": {"module": digest_bytes(wasm.read_bytes())}}
+    )
+
+
+def test_trusted_requesters_flag_is_checked(tmp_path):
+    bad = subprocess.run(
+        [str(SWARM), "serve", "--home", str(tmp_path / "x"), "--trusted-requesters", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert bad.returncode == 1
+    assert bad.stderr.strip().startswith("Error: --trusted-requesters 'nope' is not a peer id")
+    assert "Traceback" not in bad.stderr
