@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 
 import multiaddr
@@ -26,11 +26,11 @@ from libp2p.pubsub.pb import rpc_pb2
 
 from swarm import schema
 from swarm.compute.service import MAX_MODULE_SIZE, ComputeService
-from swarm.errors import ConfigError, ProtocolError
+from swarm.errors import ConfigError, ModuleError, ProtocolError
 from swarm.jobspec import JobSpec
 from swarm.p2p.drops import DropCounter, DropReason
 from swarm.p2p.gossip import JOBS_TOPIC, GuardedPubsub
-from swarm.p2p.streams import FramedStream, open_stream, serve_protocol
+from swarm.p2p.streams import FramedStream, count_if_malformed, open_stream, serve_protocol
 from swarm.placement import Bid
 from swarm.protocol import (
     BID_PROTOCOL,
@@ -128,7 +128,9 @@ class AnnounceListener:
 
     async def _answer(self, announce: JobAnnounce, nursery: trio.Nursery) -> None:
         decision = self.compute.consider(announce)
-        requester = RemoteRequester(self.host, announce.requester, announce.addresses)
+        requester = RemoteRequester(
+            self.host, announce.requester, announce.addresses, drops=self.drops
+        )
         try:
             stream = await requester.open(BID_PROTOCOL)
             if not isinstance(decision, Bid):
@@ -146,6 +148,8 @@ class AnnounceListener:
                 reply = await stream.receive(Award, Reject)
             await stream.close()
         except (ProtocolError, trio.TooSlowError) as exc:
+            if isinstance(exc, ProtocolError):
+                count_if_malformed(self.drops, exc)
             logger.debug("bid for %s went unanswered: %s", announce.job_id, exc)
             self.compute.release(announce.job_id)
             return
@@ -173,10 +177,13 @@ def _award_matches(award: Award, announce: JobAnnounce) -> bool:
 class RemoteRequester:
     """A requester reached over libp2p streams (a ``RequesterLink``)."""
 
-    def __init__(self, host: IHost, peer_id: str, addresses: tuple[str, ...]) -> None:
+    def __init__(
+        self, host: IHost, peer_id: str, addresses: tuple[str, ...], *, drops: DropCounter
+    ) -> None:
         self.host = host
         self.peer_id = peer_id
         self.addresses = addresses
+        self.drops = drops
 
     async def open(self, protocol: str) -> FramedStream:
         peer = ID.from_base58(self.peer_id)
@@ -190,23 +197,36 @@ class RemoteRequester:
             self.host.get_peerstore().add_addrs(peer, addrs, 600)
         return await open_stream(self.host, self.peer_id, protocol)
 
+    @contextmanager
+    def _counted(self):
+        """A bad message from the requester is dropped and counted like any other."""
+        try:
+            yield
+        except ProtocolError as exc:
+            count_if_malformed(self.drops, exc)
+            raise
+
     async def fetch_module(self, digest: str, blobs: BlobStore) -> None:
         stream = await self.open(BLOB_PROTOCOL)
         try:
-            await stream.send(BlobGet(digest))
-            meta = await stream.receive(BlobMeta, Failure)
-            if isinstance(meta, Failure):
-                raise ProtocolError(f"the requester cannot send module {digest}: {meta.message}")
-            if meta.size > MAX_MODULE_SIZE:
-                raise ProtocolError(
-                    f"module of {meta.size} bytes is over the {MAX_MODULE_SIZE} limit"
-                )
-            with blobs.writer(digest, max_size=meta.size) as writer:
-                while isinstance(chunk := await stream.receive(BlobChunk, BlobEnd), BlobChunk):
-                    writer.write(chunk.data)
-                writer.commit()
+            with self._counted():
+                await stream.send(BlobGet(digest))
+                meta = await stream.receive(BlobMeta, Failure)
+                if isinstance(meta, BlobMeta):
+                    if meta.size > MAX_MODULE_SIZE:
+                        raise ProtocolError(
+                            f"module of {meta.size} bytes is over the {MAX_MODULE_SIZE} limit"
+                        )
+                    with blobs.writer(digest, max_size=meta.size) as writer:
+                        while isinstance(
+                            chunk := await stream.receive(BlobChunk, BlobEnd), BlobChunk
+                        ):
+                            writer.write(chunk.data)
+                        writer.commit()  # ProtocolError unless the bytes hash to ``digest``
         finally:
             await stream.close()
+        if isinstance(meta, Failure):
+            raise ModuleError(f"the requester cannot send module {digest}: {meta.message}")
 
     @asynccontextmanager
     async def open_results(self, award: Award):
@@ -214,9 +234,9 @@ class RemoteRequester:
         try:
             await stream.send(ResultStart(award.job_id, award.execution_id))
             yield stream
-            with trio.fail_after(ACK_TIMEOUT):
+            with trio.fail_after(ACK_TIMEOUT), self._counted():
                 reply = await stream.receive(Ack, Failure)
-            if isinstance(reply, Failure):
-                raise ProtocolError(f"the requester refused the result: {reply.message}")
         finally:
             await stream.close()
+        if isinstance(reply, Failure):
+            raise ProtocolError(f"the requester refused the result: {reply.message}")

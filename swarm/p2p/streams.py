@@ -5,7 +5,9 @@ frame each (``swarm.wire``), over a libp2p stream whose remote peer id Noise has
 authenticated. Every way a stream can go wrong (EOF, reset, garbage, an oversized
 frame, a message of the wrong type) surfaces as one ``ProtocolError``, so a protocol
 handler has one thing to catch; ``serve_protocol`` catches it, counts the drop and
-resets the stream, so a hostile peer can never crash the node.
+resets the stream, so a hostile peer can never crash the node. A stream that merely
+ended or broke raises the subclass ``StreamEnded``: on a stream this node opened, that
+is a peer gone, not a bad message (``count_if_malformed``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,17 @@ READ_SIZE = 1 << 20
 logger = logging.getLogger(__name__)
 
 
+class StreamEnded(ProtocolError):
+    """The stream ended or broke before the message expected (EOF, reset, peer gone)."""
+
+
+def count_if_malformed(drops: DropCounter, exc: ProtocolError) -> None:
+    """Count a bad message received on a stream this node opened (a peer that went away
+    is no drop)."""
+    if not isinstance(exc, StreamEnded):
+        drops.count(DropReason.MALFORMED)
+
+
 class FramedStream:
     def __init__(self, stream: INetStream, *, max_frame: int = wire.MAX_FRAME):
         self.stream = stream
@@ -46,7 +59,7 @@ class FramedStream:
         try:
             await self.stream.write(data)
         except (StreamError, OSError, trio.BrokenResourceError) as exc:
-            raise ProtocolError(
+            raise StreamEnded(
                 f"stream to {self.peer_id[:12]}… broke: {type(exc).__name__}"
             ) from exc
 
@@ -56,9 +69,9 @@ class FramedStream:
             try:
                 data = await self.stream.read(READ_SIZE)
             except (StreamError, OSError, trio.BrokenResourceError) as exc:
-                raise ProtocolError(f"stream from {self.peer_id[:12]}… ended") from exc
+                raise StreamEnded(f"stream from {self.peer_id[:12]}… ended") from exc
             if not data:
-                raise ProtocolError(f"stream from {self.peer_id[:12]}… ended")
+                raise StreamEnded(f"stream from {self.peer_id[:12]}… ended")
             self._ready.extend(self.decoder.feed(data))
         return schema.from_map(self._ready.pop(0), *classes)
 
@@ -79,7 +92,7 @@ async def open_stream(host: IHost, peer_id: str, protocol: str, **kw) -> FramedS
     try:
         stream = await host.new_stream(ID.from_base58(peer_id), [TProtocol(protocol)])
     except Exception as exc:  # libp2p raises many unrelated types for an unreachable peer
-        raise ProtocolError(f"cannot open {protocol} to {peer_id[:12]}…: {exc}") from exc
+        raise StreamEnded(f"cannot open {protocol} to {peer_id[:12]}…: {exc}") from exc
     return FramedStream(stream, **kw)
 
 
