@@ -7,7 +7,10 @@ prints:
 2. advert reach: for adverts issued once all nodes are up and seen by every other node,
    the time from issue (the advert's sequence number is its issue time in ns) until the
    last node recorded it, and the time per receiving node; over several heartbeats;
-3. per-node RSS and idle CPU (over a quiet window, no API calls during it).
+3. per-node RSS and idle CPU (over a quiet window, no API calls during it). The CPU
+   figure is a node's whole process tree, the node process and its sandbox workers (a
+   compute node keeps two warm), since they idle on its behalf; the node process alone
+   is shown too. RSS is the node process's, and its tree's summed (shared pages twice).
 
 Topology: `seed` (every node bootstraps from node 0: the simplest real set-up, default)
 or `tree` (node i bootstraps from a random earlier node). Targets: an advert reaches 20
@@ -35,9 +38,37 @@ from tests.conftest import ServeProcess  # noqa: E402
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int, *, reaped: bool = False) -> float:
+    """CPU time of ``pid`` (plus that of its children it has waited for, if ``reaped``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+    ticks = int(fields[11]) + int(fields[12])  # utime + stime
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])  # cutime + cstime
+    return ticks / CLOCK_TICKS
+
+
+def descendants(pid: int) -> list[int]:
+    found, stack = [], [pid]
+    while stack:
+        for task in Path(f"/proc/{stack.pop()}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue  # gone meanwhile
+            found += children
+            stack += children
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and all its descendants, living or reaped."""
+    total = 0.0
+    for member in [pid, *descendants(pid)]:
+        try:
+            total += cpu_seconds(member, reaped=True)
+        except OSError:
+            pass  # exited between the listing and the read: counted in its parent's cutime
+    return total
 
 
 def rss_mib(pid: int) -> float:
@@ -92,11 +123,15 @@ def reach_samples(nodes: list[ServeProcess], since: float, rounds: int, pause: f
     return per_receiver, complete
 
 
-def idle_cpu(nodes: list[ServeProcess], window: float) -> list[float]:
-    before = [cpu_seconds(node.proc.pid) for node in nodes]
+def idle_cpu(nodes: list[ServeProcess], window: float) -> tuple[list[float], list[float]]:
+    """(% of a core per node's process tree, % per node process alone) over ``window``."""
+    pids = [node.proc.pid for node in nodes]
+    before = [(tree_cpu_seconds(pid), cpu_seconds(pid)) for pid in pids]
     time.sleep(window)
-    after = [cpu_seconds(node.proc.pid) for node in nodes]
-    return [100 * (a - b) / window for a, b in zip(after, before, strict=True)]
+    after = [(tree_cpu_seconds(pid), cpu_seconds(pid)) for pid in pids]
+    tree = [100 * (a[0] - b[0]) / window for a, b in zip(after, before, strict=True)]
+    alone = [100 * (a[1] - b[1]) / window for a, b in zip(after, before, strict=True)]
+    return tree, alone
 
 
 def ms(values: list[float]) -> str:
@@ -119,8 +154,13 @@ def run(n: int, topology: str, idle_window: float) -> None:
         startup = time.monotonic() - launched
         converged = wait_converged(nodes, timeout=60)
         per_receiver, complete = reach_samples(nodes, time.time(), rounds=6, pause=2.1)
-        cpu = idle_cpu(nodes, idle_window)
+        workers = statistics.median(len(descendants(node.proc.pid)) for node in nodes)
+        cpu, node_cpu = idle_cpu(nodes, idle_window)
         rss = [rss_mib(node.proc.pid) for node in nodes]
+        tree_rss = [
+            sum(rss_mib(pid) for pid in [node.proc.pid, *descendants(node.proc.pid)])
+            for node in nodes
+        ]
         print(f"N={n:<3} {topology} topology, heartbeat 2 s")
         print(f"  start {n} processes   {startup:6.1f} s (one after the other)")
         print(f"  all list all healthy  {converged:6.2f} s after the last one started")
@@ -128,11 +168,17 @@ def run(n: int, topology: str, idle_window: float) -> None:
         print(f"  advert per receiver   {ms(per_receiver)}")
         print(
             f"  RSS per node          median {statistics.median(rss):.0f} MiB, "
-            f"max {max(rss):.0f} MiB"
+            f"max {max(rss):.0f} MiB (node process; with its workers, summed: median "
+            f"{statistics.median(tree_rss):.0f} MiB)"
         )
         print(
             f"  idle CPU per node     median {statistics.median(cpu):.2f} %, "
-            f"max {max(cpu):.2f} % (over {idle_window:.0f} s)"
+            f"max {max(cpu):.2f} % (over {idle_window:.0f} s; node process and its "
+            f"{workers:.0f} sandbox workers)"
+        )
+        print(
+            f"    node process alone  median {statistics.median(node_cpu):.2f} %, "
+            f"max {max(node_cpu):.2f} %"
         )
         sys.stdout.flush()
     finally:
