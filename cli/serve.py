@@ -82,9 +82,6 @@ def serve(
     ),
 ) -> None:
     """Run a node: join the swarm, advertise this node, serve the HTTP API."""
-    from swarm.node import open_node  # libp2p takes a while to import: only `serve` needs it
-
-    configure_logging(os.environ.get("SWARM_LOG_LEVEL", "critical"))  # after libp2p's own setup
     try:
         config = NodeConfig(
             home=resolve_home(home),
@@ -107,6 +104,11 @@ def serve(
             max_jobs=max_jobs,
             trusted_requesters=parse_trusted_requesters(trusted_requesters),
         )
+        # libp2p takes seconds to import: bad flags are told before that, and only `serve`
+        # pays for it.
+        from swarm.node import open_node
+
+        configure_logging(os.environ.get("SWARM_LOG_LEVEL", "critical"))  # after libp2p's
         trio.run(run_until_signalled, open_node, config)
     except SwarmError as error:
         raise fail(str(error)) from None

@@ -72,9 +72,11 @@ def exec_(
         )
     if result.stdout_truncated or result.stderr_truncated:
         print(f"swarm: output truncated at {format_size(limits.stdout)}", file=sys.stderr)
+    where = f"results in {result_dir}/ (stdout, stderr, exitCode, outputs/)"
     if result.status not in (RunStatus.COMPLETED, RunStatus.FAILED) or result.message:
-        print(f"swarm: {result.status}: {result.message or 'see stderr'}", file=sys.stderr)
-    print(f"swarm: results in {result_dir}/ (stdout, stderr, exitCode, outputs/)", file=sys.stderr)
+        print(f"swarm: {result.status}: {result.message or 'see stderr'}; {where}", file=sys.stderr)
+    else:
+        print(f"swarm: {where}", file=sys.stderr)
     raise typer.Exit(result.shell_exit_code)
 
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -79,7 +81,7 @@ class Client:
 
     def job(self, job_id: str) -> dict[str, Any]:
         """A job with its executions and events; a unique prefix of the id is enough."""
-        return self._get(f"/api/v1/jobs/{job_id}")
+        return self._get(_job_path(job_id))
 
     def jobs(self, *, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"limit": limit}
@@ -91,7 +93,7 @@ class Client:
         """Block until the job has ended; returns it (with executions and events)."""
         while True:
             job = self._request(
-                "GET", f"/api/v1/jobs/{job_id}/wait", params={"timeout": poll}, timeout=poll + 15
+                "GET", _job_path(job_id, "wait"), params={"timeout": poll}, timeout=poll + 15
             ).json()
             if job["state"] in ("completed", "failed", "stopped"):
                 return job
@@ -99,12 +101,12 @@ class Client:
 
     def stop(self, job_id: str) -> dict[str, Any]:
         """Cancel the job wherever it runs; returns it, ``stopped``."""
-        return self._request("POST", f"/api/v1/jobs/{job_id}/stop").json()
+        return self._request("POST", _job_path(job_id, "stop")).json()
 
     def logs(self, job_id: str, *, follow: bool = False) -> Iterator[dict[str, Any]]:
         """The job's stdout/stderr chunks ({execution_id, node_id, stream, data}); with
         ``follow``, as they arrive, until the job ends."""
-        path = f"/api/v1/jobs/{job_id}/logs"
+        path = _job_path(job_id, "logs")
         try:
             with self._http.stream(
                 "GET", path, params={"follow": follow}, timeout=httpx.Timeout(10.0, read=None)
@@ -153,7 +155,14 @@ class Client:
     # --- plumbing -------------------------------------------------------------------
 
     def _get(self, path: str) -> Any:
-        return self._request("GET", path).json()
+        response = self._request("GET", path)
+        try:
+            return response.json()
+        except ValueError:
+            raise ApiError(
+                f"the node at {self.base_url} answered {path} with something that is not JSON: "
+                "is SWARM_API_PORT the port of a swarm node's API?"
+            ) from None
 
     def _request(self, method: str, path: str, *, ok: tuple[int, ...] = (), **kw) -> httpx.Response:
         try:
@@ -184,6 +193,21 @@ class Client:
             raise ApiError(
                 f"the node at {self.base_url} answered {response.status_code} for {what}"
             )
+
+
+_JOB_ID = re.compile(r"[0-9a-fA-F-]{1,64}")
+
+
+def _job_path(job_id: str, *rest: str) -> str:
+    """The API path of a job, for an id or prefix the user typed (never a path of its own)."""
+    job_id = job_id.strip()
+    if not job_id:
+        raise ConfigError("give a job id, or a unique prefix of one (at least 4 characters)")
+    if not _JOB_ID.fullmatch(job_id):
+        raise ConfigError(
+            f"{job_id!r} is not a job id: ids are hex digits and dashes, like 23fdd718"
+        )
+    return "/".join(("/api/v1/jobs", quote(job_id, safe=""), *rest))
 
 
 def find_node(environ: Mapping[str, str]) -> tuple[str, int, str | None]:

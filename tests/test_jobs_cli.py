@@ -99,8 +99,11 @@ def test_timeout_and_no_wait(hybrid, tmp_path):
     assert job["executions"][0]["status"] == "timeout"
     swarm(node, "get", job_id, cwd=tmp_path)
     assert (tmp_path / f"job-{job_id[:8]}" / "exitCode").read_text() == "124\n"
-    run = swarm(node, "wasm", "run", "--no-wait", str(module), "--timeout", "0.2", cwd=tmp_path)
+    run = swarm(node, "wasm", "run", "--no-wait", "--timeout", "0.2", str(module), cwd=tmp_path)
     assert run.returncode == 0 and "Job successfully submitted" in run.stdout
+    job_id = run.stdout.split("Job ID: ")[1].split()[0]
+    job = json.loads(swarm(node, "describe", job_id, "-o", "json", cwd=tmp_path).stdout)
+    assert job["spec"]["task"]["timeout"] == 0.2
 
 
 def test_job_run_from_a_spec_file(hybrid, tmp_path):
@@ -119,8 +122,13 @@ def test_job_run_from_a_spec_file(hybrid, tmp_path):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["get", "zzzz"], "no job"),
+        (["get", "zzzz"], "is not a job id"),
+        (["get", "abcd1234"], "no job"),
         (["describe", "ab"], "at least"),
+        (["get", ""], "give a job id"),
+        (["describe", " "], "give a job id"),
+        (["logs", "../agent"], "'../agent' is not a job id"),
+        (["job", "stop", "0000"], "no job"),
         (["wasm", "run", "missing.wasm"], "missing.wasm"),
         (["job", "run", "-f", "nope.yaml"], "nope.yaml"),
     ],
