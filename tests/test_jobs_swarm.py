@@ -129,9 +129,16 @@ def test_200_concurrent_jobs_all_complete_once(serve, tmp_path):
     assert {j["state"] for j in jobs} == {"completed"}, [
         j["reason"] for j in jobs if j["state"] != "completed"
     ][:3]
-    assert all(len(j["executions"]) == 1 for j in jobs)  # none duplicated
+    # None duplicated: one completed execution and one stored result per job. (A retry
+    # leaves a lost execution behind, with its reason, and no result.)
+    retried = [e for j in jobs for e in j["executions"] if e["state"] != "completed"]
+    assert all(e["state"] == "lost" for e in retried), retried
+    assert all([e["state"] for e in j["executions"]].count("completed") == 1 for j in jobs)
+    results = a.home / "results"
+    assert all(len(list((results / job_id).iterdir())) == 1 for job_id in ids)
+    assert len(retried) <= 2, [e["message"] for e in retried]  # a rare loss, not a pattern
     assert sorted(j["id"] for j in listed) == sorted(ids)  # none lost
-    nodes = {j["executions"][0]["node_id"] for j in jobs}
+    nodes = {e["node_id"] for j in jobs for e in j["executions"] if e["state"] == "completed"}
     assert nodes <= {a.peer_id, b.peer_id, c.peer_id}
     assert len(nodes) >= 2, "the work was not spread over the swarm"
 
