@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from tests.conftest import ServeProcess
+from tests.guests import hello
 
 NO_NODE_ENV = {"SWARM_API_HOST": None, "SWARM_API_PORT": None, "SWARM_API_TOKEN": None}
 
@@ -110,8 +111,13 @@ def test_an_unreachable_node_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_serve_stops_cleanly_on_signal(serve, signum):
+def test_serve_stops_cleanly_on_signal(serve, signum, tmp_path):
     node = serve("node")
+    module = tmp_path / "hello.wasm"
+    module.write_bytes(hello())
+    with node.client() as client:  # a node that has run a job stops as fast as a fresh one
+        job = client.submit({"task": {"module": client.upload_module(module)}})
+        assert client.wait(job["id"])["state"] == "completed"
     started = time.monotonic()
     node.proc.send_signal(signum)
     assert node.proc.wait(timeout=5) == 0
