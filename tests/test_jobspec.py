@@ -226,6 +226,28 @@ def test_example_specs_parse(name):
     assert spec.target is (Target.ALL if name.endswith(".json") else Target.ANY)
 
 
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("retries: -1", "retries must be a whole number from 0 to 100"),
+        ("retries: many", "retries must be a whole number"),
+        ("queue_timeout: soon", "queue_timeout 'soon' is not a duration"),
+        ("queue_timeout: true", "queue_timeout must be seconds"),
+        ("queue_timeout: -5", "queue_timeout -5 must be more than zero"),
+    ],
+)
+def test_retries_and_queue_timeout_are_checked(text, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_job_spec(f"{text}\ntask: {{module: {DIGEST}}}")
+
+
+def test_retries_and_queue_timeout_defaults_and_forms():
+    spec = parse_job_spec(f"task: {{module: {DIGEST}}}")
+    assert (spec.retries, spec.queue_timeout) == (2, 0.0)
+    spec = parse_job_spec(f"retries: 0\nqueue_timeout: 1h30m\ntask: {{module: {DIGEST}}}")
+    assert (spec.retries, spec.queue_timeout) == (0, 5400.0)
+
+
 def test_the_specs_in_the_docs_parse():
     text = (ROOT / "docs" / "JOB_SPEC.md").read_text()
     blocks = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "task:" in b]
@@ -290,6 +312,8 @@ def job_specs(draw) -> JobSpec:
             memory=memory + draw(st.integers(0, 2**30)),
             gpu=draw(st.integers(0, 8)),
         ),
+        retries=draw(st.integers(0, 100)),
+        queue_timeout=draw(st.one_of(st.just(0.0), st.floats(min_value=0.001, max_value=1e7))),
     )
 
 
