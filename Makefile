@@ -39,6 +39,7 @@ bench: examples
 	$(BIN)/python bench/jobstore.py
 	$(BIN)/python bench/membership.py
 	$(BIN)/python bench/jobs.py
+	$(BIN)/python bench/placement.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check swarm cli tests examples bench

@@ -72,6 +72,9 @@ class NodeConfig:
                 raise ConfigError(f"{flag} {port} is not a TCP port (0-65535; 0 picks a free one)")
         _check_ip(self.swarm_host, "--swarm-host")
         _check_ip(self.api_host, "--api-host")
+        names = [dataset.name for dataset in self.datasets]
+        if duplicate := next((n for n in names if names.count(n) > 1), None):
+            raise ConfigError(f"--data {duplicate} is given twice: give each dataset one path")
         if not self.api_token and not ipaddress.ip_address(self.api_host).is_loopback:
             raise ConfigError(
                 f"refusing to serve the API on {self.api_host} without a token: "

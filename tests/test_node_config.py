@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 
 from swarm.config import (
+    Dataset,
     NodeConfig,
     parse_allowed_path,
     parse_dataset,
     parse_labels,
     parse_peers,
     parse_roles,
+    parse_trusted_requesters,
     resolve_home,
 )
 from swarm.errors import ConfigError
@@ -118,11 +120,40 @@ def test_each_config_gets_its_own_token(tmp_path):
         ({"heartbeat": 0.0}, "between"),
         ({"gpus": -1}, "0 or more"),
         ({"swarm_key": Path("/nonexistent/swarm.key")}, "cannot read swarm key"),
+        (
+            {"datasets": (Dataset("logs", Path("/a")), Dataset("logs", Path("/b")))},
+            "--data logs is given twice",
+        ),
     ],
 )
 def test_bad_configs(tmp_path, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         NodeConfig(home=tmp_path, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("texts", "expected"),
+    [
+        ([], None),
+        (["12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq"], 1),
+        (
+            [
+                "12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq,"
+                "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N"
+            ],
+            2,
+        ),
+    ],
+)
+def test_trusted_requesters(texts, expected):
+    trusted = parse_trusted_requesters(texts)
+    assert (None if trusted is None else len(trusted)) == expected
+
+
+@pytest.mark.parametrize("text", ["nope", "12D3KooWFoo", ",", "Qm123"])
+def test_bad_trusted_requesters(text):
+    with pytest.raises(ConfigError, match="--trusted-requesters"):
+        parse_trusted_requesters([text])
 
 
 def test_api_beyond_loopback_is_fine_with_a_token(tmp_path):
