@@ -79,7 +79,9 @@ def loss_to_reaward(work: Path, how: signal.Signals, round_: int) -> float:
         (award,) = [
             e
             for e in job["events"]
-            if e["kind"] == "execution" and e["node_id"] == c.peer_id and "accepted" in e["message"]
+            if e["kind"] == "execution"
+            and e["node_id"] == c.peer_id
+            and e["message"] == "execution accepted"
         ]
         return at(award) - lost_at
     finally:
