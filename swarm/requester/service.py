@@ -35,20 +35,21 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
 import trio
 
-from swarm.errors import ConfigError, NotFound, ProtocolError, SwarmError
+from swarm.errors import ConfigError, NotFound, ProtocolError
 from swarm.jobspec import JobSpec
 from swarm.lifecycle import ExecutionState, JobState
 from swarm.placement import Bid, Decline, short_peer_id
 from swarm.protocol import Award, Cancel, JobAnnounce, Reject, ResultStart
 from swarm.requester.bidding import Bidding
 from swarm.requester.decisions import Outcome, decide_round, final_state, standing
+from swarm.requester.local import LocalLink
+from swarm.requester.queue import JobQueue
 from swarm.requester.results import ResultStore
 from swarm.requester.sessions import ResultSession
 from swarm.requester.store import ExecutionRecord, JobRecord, JobStore
@@ -123,12 +124,8 @@ class RequesterService:
         self._clock = clock
         self._bidding: dict[str, Bidding] = {}
         self._placing: set[str] = set()  # scheduled or bidding now
-        self._queue: dict[str, float] = {}  # job id → queue deadline (inf: none), oldest first
-        self._last_reasons: dict[str, str] = {}  # job id → the reasons of its last round
+        self._queue = JobQueue()
         self._placements = trio.CapacityLimiter(PLACEMENTS_IN_FLIGHT)
-        self._wake = trio.Event()
-        self._freed = 0
-        self._known_peers: set[str] = set()
         self._watched: dict[str, _Watch] = {}  # execution id → its remote node
         self._sessions: dict[str, ResultSession] = {}
         self._job_ended: dict[str, trio.Event] = {}
@@ -159,14 +156,14 @@ class RequesterService:
             if job.state is JobState.PENDING:
                 self._schedule(job.id)
             elif job.state is JobState.QUEUED:
-                self._enqueue(job)
+                self._enqueue(job, job.reason)
             else:
                 live = [e for e in self.store.executions(job.id) if not e.state.is_terminal]
                 for execution in live:
                     self._lose(execution, "the requester restarted during the run")
                 if not live:  # every result arrived just before the restart
                     self._finish_if_done(job.id)
-        self._wake.set()
+        self._queue.wake.set()
 
     # --- the API's side --------------------------------------------------------------
 
@@ -193,7 +190,7 @@ class RequesterService:
         job = self.store.get_job(job_id)
         if job.state.is_terminal:
             raise ConfigError(f"job {job.id} has already ended ({job.state}): nothing to stop")
-        self._queue.pop(job.id, None)
+        self._queue.remove(job.id)
         self._cancel_live(job.id, "the job was stopped")
         job = self.store.set_job_state(job.id, JobState.STOPPED, "stopped by the user")
         self._ended(job.id)
@@ -209,9 +206,10 @@ class RequesterService:
         self._placing.add(job_id)
         self._nursery.start_soon(self._place, job_id)
 
-    def _enqueue(self, job: JobRecord) -> None:
+    def _enqueue(self, job: JobRecord, reason: str) -> None:
         timeout = job.spec.queue_timeout
-        self._queue[job.id] = job.created + timeout if timeout > 0 else math.inf
+        deadline = job.created + timeout if timeout > 0 else math.inf
+        self._queue.add(job.id, deadline=deadline, reason=reason)
 
     async def _place(self, job_id: str) -> Outcome | None:
         self._placing.add(job_id)
@@ -283,16 +281,13 @@ class RequesterService:
                 self.store.add_event(job.id, "award", f"also awarded to {names}")
             else:
                 self.store.set_job_state(job.id, JobState.RUNNING, f"awarded to {names}")
-            self._last_reasons.pop(job.id, None)
             if decision.missing:  # more nodes wanted: the rest waits in the queue
                 self.store.add_event(job.id, "queued", _waiting(decision.reason))
-                self._last_reasons[job.id] = decision.reason
-                self._enqueue(job)
+                self._enqueue(job, decision.reason)
         elif decision.outcome is Outcome.WAIT:
             if job.state is JobState.PENDING:
                 self.store.set_job_state(job.id, JobState.QUEUED, _waiting(decision.reason))
-            self._last_reasons[job.id] = decision.reason
-            self._enqueue(job)
+            self._enqueue(job, decision.reason)
         elif decision.outcome is Outcome.FAIL:
             bidding.decide(replies)
             self._answer_local(bidding)
@@ -340,37 +335,28 @@ class RequesterService:
         """Announce queued jobs again as capacity frees up or nodes join, oldest first."""
         while True:
             with trio.move_on_after(self.settings.requeue_interval):
-                await self._wake.wait()
-            self._wake = trio.Event()
+                await self._queue.wake.wait()
+            self._queue.rewake()
             self._expire_queued()
-            peers = self._compute_peers()
-            joined, self._known_peers = peers - self._known_peers, peers
-            budget = max(1, self._freed + len(joined))
-            self._freed = 0
-            batch = list(self._queue)[: min(budget, PLACEMENTS_IN_FLIGHT)]
+            batch = self._queue.next_batch(self._compute_peers(), PLACEMENTS_IN_FLIGHT)
             if not batch:
                 continue
             outcomes: list[Outcome | None] = []
             async with trio.open_nursery() as nursery:
                 for job_id in batch:
-                    del self._queue[job_id]
                     self._placing.add(job_id)
                     nursery.start_soon(self._place_noting, job_id, outcomes)
-            if Outcome.AWARD in outcomes and self._queue:
-                self._wake.set()  # room was found: try the next ones at once
+            if Outcome.AWARD in outcomes and len(self._queue):
+                self._queue.wake.set()  # room was found: try the next ones at once
 
     async def _place_noting(self, job_id: str, outcomes: list[Outcome | None]) -> None:
         outcomes.append(await self._place(job_id))
 
     def _expire_queued(self) -> None:
-        now = self._clock()
-        for job_id, deadline in list(self._queue.items()):
-            if now < deadline:
-                continue
-            del self._queue[job_id]
+        for job_id in self._queue.expired(self._clock()):
             job = self.store.get_job(job_id)
             if not job.state.is_terminal:
-                reasons = self._last_reasons.get(job_id) or job.reason
+                reasons = self._queue.reason(job_id) or job.reason
                 timeout = job.spec.queue_timeout
                 self._fail(
                     job, f"still not placed after its queue timeout ({timeout:g} s); " + reasons
@@ -401,7 +387,7 @@ class RequesterService:
             execution.id, ExecutionState.LOST, message=reason
         )
         self.results.discard(execution.job_id, execution.id)
-        self._capacity_freed()
+        self._queue.freed()
         self._retry(execution, reason)
 
     def _retry(self, execution: ExecutionRecord, reason: str) -> None:
@@ -428,7 +414,7 @@ class RequesterService:
         self._schedule(job.id)
 
     def _fail(self, job: JobRecord, reason: str) -> None:
-        self._queue.pop(job.id, None)
+        self._queue.remove(job.id)
         self._cancel_live(job.id, "the job failed")
         self.store.set_job_state(job.id, JobState.FAILED, reason)
         self._ended(job.id)
@@ -447,11 +433,7 @@ class RequesterService:
             else:
                 cancel = Cancel(job_id, execution.id)
                 self._nursery.start_soon(self._send_cancel, execution.node_id, cancel)
-            self._capacity_freed()
-
-    def _capacity_freed(self) -> None:
-        self._freed += 1
-        self._wake.set()
+            self._queue.freed()
 
     # --- results -------------------------------------------------------------------
 
@@ -490,7 +472,7 @@ class RequesterService:
     def _execution_ended(self, execution: ExecutionRecord, retryable: bool) -> None:
         self._watched.pop(execution.id, None)
         self._sessions.pop(execution.id, None)
-        self._capacity_freed()
+        self._queue.freed()
         if retryable:
             self._retry(execution, f"{short_peer_id(execution.node_id)}: {execution.message}")
         self._finish_if_done(execution.job_id)
@@ -507,38 +489,11 @@ class RequesterService:
         self._ended(job_id)
 
     def _ended(self, job_id: str) -> None:
-        self._last_reasons.pop(job_id, None)
+        self._queue.forget(job_id)
         for events in (self._job_ended, self._log_events):
             event = events.pop(job_id, None)
             if event is not None:
                 event.set()
-
-
-class LocalLink:
-    """A hybrid node's compute role reaching its own requester: plain calls."""
-
-    def __init__(self, requester: RequesterService) -> None:
-        self.requester = requester
-
-    async def fetch_module(self, digest: str, blobs: BlobStore) -> None:
-        if not blobs.has(digest):
-            with self.requester.blobs.open(digest) as source, blobs.writer(digest) as writer:
-                while chunk := source.read(1 << 20):
-                    writer.write(chunk)
-                writer.commit()
-
-    @asynccontextmanager
-    async def open_results(self, award: Award):
-        start = ResultStart(award.job_id, award.execution_id)
-        session = self.requester.open_session(self.requester.peer_id, start)
-        try:
-            yield session
-        except BaseException as exc:
-            reason = (
-                str(exc) if isinstance(exc, SwarmError) else f"the run was interrupted: {exc!r}"
-            )
-            session.abort(reason[:300])
-            raise
 
 
 def _waiting(reason: str) -> str:

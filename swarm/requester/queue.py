@@ -1,0 +1,76 @@
+"""The requester's queue: jobs no node could take yet, and when to try them again.
+
+A job waits here, oldest first, with the deadline its queue timeout sets (none when it
+only waits for a busy node) and the reasons of its last round. Trying again is worth it
+when room appeared: an execution ended (``freed``) or a compute node joined (``joined``);
+``next_batch`` hands out that many jobs (at least one, so a periodic look still makes
+progress), and the requester asks again at once while rounds succeed. Pure bookkeeping:
+no clock (the caller passes ``now``) and no I/O; ``wake`` is the one trio object, the
+event the requester's loop waits on.
+"""
+
+from __future__ import annotations
+
+import math
+
+import trio
+
+
+class JobQueue:
+    def __init__(self) -> None:
+        self._deadlines: dict[str, float] = {}  # job id → when its queue timeout ends
+        self._reasons: dict[str, str] = {}  # job id → why its last round placed nothing
+        self._freed = 0
+        self._peers: set[str] = set()
+        self.wake = trio.Event()
+
+    def __contains__(self, job_id: str) -> bool:
+        return job_id in self._deadlines
+
+    def __len__(self) -> int:
+        return len(self._deadlines)
+
+    def add(self, job_id: str, *, deadline: float = math.inf, reason: str = "") -> None:
+        """Queue a job (again); it keeps its place if it was queued already."""
+        self._deadlines.setdefault(job_id, deadline)
+        if reason:
+            self._reasons[job_id] = reason
+
+    def remove(self, job_id: str) -> None:
+        self._deadlines.pop(job_id, None)
+
+    def forget(self, job_id: str) -> None:
+        """The job has ended: nothing of it stays."""
+        self._deadlines.pop(job_id, None)
+        self._reasons.pop(job_id, None)
+
+    def reason(self, job_id: str) -> str:
+        return self._reasons.get(job_id, "")
+
+    def freed(self) -> None:
+        """Room appeared (an execution ended): wake the loop."""
+        self._freed += 1
+        self.wake.set()
+
+    def expired(self, now: float) -> list[str]:
+        """Jobs whose queue timeout has passed, removed from the queue."""
+        gone = [job_id for job_id, deadline in self._deadlines.items() if now >= deadline]
+        for job_id in gone:
+            del self._deadlines[job_id]
+        return gone
+
+    def next_batch(self, peers: set[str], limit: int) -> list[str]:
+        """The oldest jobs to announce again, removed from the queue: as many as there is
+        new room for (executions ended, compute nodes joined), at least one."""
+        joined, self._peers = peers - self._peers, peers
+        budget = min(max(1, self._freed + len(joined)), limit)
+        self._freed = 0
+        batch = list(self._deadlines)[:budget]
+        for job_id in batch:
+            del self._deadlines[job_id]
+        return batch
+
+    def rewake(self) -> trio.Event:
+        """A fresh event to wait on (the loop calls this each time it wakes)."""
+        self.wake = trio.Event()
+        return self.wake
