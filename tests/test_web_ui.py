@@ -359,6 +359,17 @@ def test_the_page_in_chromium(serve, browser, tmp_path):
     assert page.locator("#job-state").inner_text() in ("pending", "running")
     expect(page.locator("#job-state")).to_have_text("completed")
     expect(stdout).to_have_text("tick\n" * 4)
+    expect(page.locator("#job-stop")).to_be_hidden()  # an ended job cannot be stopped
+
+    # A job stopped from its page: confirmed, cancelled where it ran, shown as stopped.
+    endless = submit(alpha, tmp_path, "endless", ticker(1000, 0.2))
+    page.goto(f"{base}#/jobs/{endless}")
+    expect(page.locator("#logs pre.stdout")).to_contain_text("tick")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#job-stop")
+    expect(page.locator("#job-state")).to_have_text("stopped")
+    expect(page.locator("#executions tbody tr")).to_contain_text("cancelled")
+    expect(page.locator("#job-stop")).to_be_hidden()
 
     beta.wait_ready()
     beta_row = overview.locator(f'#nodes tbody tr[data-peer="{beta.peer_id}"]')
@@ -366,6 +377,7 @@ def test_the_page_in_chromium(serve, browser, tmp_path):
     expect(beta_row).to_contain_text("compute")
     expect(overview.locator(f'#jobs tbody tr[data-job="{ticking}"]')).to_contain_text("completed")
     expect(overview.locator('#filters button[data-filter="completed"] .n')).to_have_text("2")
+    expect(overview.locator('#filters button[data-filter="stopped"] .n')).to_have_text("1")
     assert overview.evaluate("window.notReloaded") is True
     assert overview.evaluate("typeof window.pwned") == "undefined"
     save_screenshot(overview, tmp_path, "web-ui.png")

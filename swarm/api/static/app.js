@@ -383,6 +383,7 @@ function renderJob(job) {
     ["Duration", formatDuration(jobDuration(job))],
   ];
   $("job-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v ?? "")]));
+  $("job-stop").hidden = ENDED.has(job.state);
   $("job-spec").textContent = JSON.stringify(spec, null, 2);
 
   $("executions").tBodies[0].replaceChildren(
@@ -619,6 +620,20 @@ function start() {
   $("job-download").addEventListener("click", (event) => {
     const job = ui.job;
     if (job) download(`/jobs/${encodeURIComponent(job.id)}/results`, `job-${shortId(job.id)}.tar.zst`, event.currentTarget);
+  });
+  $("job-stop").addEventListener("click", async (event) => {
+    const job = ui.job;
+    const button = event.currentTarget;
+    if (!job || !window.confirm(`Stop job ${shortId(job.id)} wherever it runs?`)) return;
+    button.disabled = true;
+    try {
+      await api(`/jobs/${encodeURIComponent(job.id)}/stop`, { method: "POST" });
+      poll(); // show it stopped now
+    } catch (error) {
+      handleError(error);
+    } finally {
+      button.disabled = false;
+    }
   });
   window.addEventListener("hashchange", () => {
     const token = takeTokenFromFragment(); // someone pasted a fresh #token= URL
