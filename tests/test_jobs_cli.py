@@ -84,7 +84,10 @@ def test_failing_module_fails_the_job_and_keeps_its_result(hybrid, tmp_path):
     assert len(job_id) == 36, run.stdout
     got = swarm(node, "get", job_id, "--output-dir", "out", cwd=tmp_path)
     assert got.returncode == 0, got.stderr
-    assert (tmp_path / "out" / f"job-{job_id[:8]}" / "stdout").read_text() == "hi\n"
+    folder = tmp_path / "out" / f"job-{job_id[:8]}"
+    assert (folder / "stdout").read_text() == "hi\n"
+    assert (folder / "exitCode").read_text() == "0\n"
+    assert (folder / "outputs").is_dir() and not any((folder / "outputs").iterdir())
 
 
 def test_timeout_and_no_wait(hybrid, tmp_path):

@@ -18,6 +18,7 @@ streams otherwise) is a ``RequesterLink``; this module does not know which.
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import shutil
 from collections.abc import Mapping
@@ -177,9 +178,13 @@ class ComputeService:
                     await results.send(_run_end_without_run(str(exc), retryable=exc.retryable))
                 else:
                     await results.send(_run_end(result))
-                    chunks = pack(work / "outputs")
-                    while (chunk := await trio.to_thread.run_sync(next, chunks, None)) is not None:
-                        await results.send(Outputs(chunk))
+                    if result.outputs_bytes or _has_entries(work / "outputs"):
+                        chunks = pack(work / "outputs")
+                        while (
+                            chunk := await trio.to_thread.run_sync(next, chunks, None)
+                        ) is not None:
+                            await results.send(Outputs(chunk))
+                    # (an empty /outputs sends no archive: the requester makes the empty folder)
                 await results.send(ResultEnd())
         finally:
             with trio.CancelScope(shield=True):
@@ -222,6 +227,14 @@ async def _forward_logs(receive: trio.MemoryReceiveChannel, results: ResultChann
     async with receive:
         async for chunk in receive:
             await results.send(Log(stream=chunk.stream, data=chunk.data))
+
+
+def _has_entries(folder: Path) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            return next(entries, None) is not None
+    except OSError:
+        return False
 
 
 def _run_end(result: RunResult) -> RunEnd:

@@ -180,6 +180,13 @@ class ResultWriter:
             max_entries=self.caps.output_files,
         )
 
+    def empty_outputs(self) -> None:
+        """An empty ``outputs/``, for a run that wrote none (no archive was sent)."""
+        try:
+            (self.folder / OUTPUTS).mkdir(exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create {self.folder / OUTPUTS}: {exc.strerror}") from exc
+
     def close(self) -> None:
         for handle in self._files.values():
             handle.close()

@@ -83,8 +83,10 @@ class ResultSession:
         end = self._run_end
         if end is None:
             raise ProtocolError("the result ended before the run did")
-        if self._unpacker is not None:  # none when the job could not run at all
+        if self._unpacker is not None:
             self._unpacker.close()
+        else:  # the guest wrote no outputs (or never ran): the folder is there all the same
+            self.writer.empty_outputs()
         self.writer.close()
         self._over = True
         state = (
