@@ -14,14 +14,19 @@ import time
 from pathlib import Path
 
 import pytest
+from libp2p.peer.id import ID
 
+from swarm.home import KEY_FILE
 from swarm.jobspec import JobSpec
+from swarm.node import open_node
+from swarm.p2p.keys import load_or_create_identity
 from swarm.requester.store import JOBS_DB, JobStore
 from swarm.storage.blobs import digest_bytes
 from tests.conftest import SWARM, ServeProcess
 from tests.guests import exit_with, hello, ticker
 from tests.test_jobs_cli import swarm
 from tests.test_jobs_swarm import all_healthy, wait_until
+from tests.test_p2p_security import config
 
 
 @pytest.fixture(scope="module")
@@ -295,6 +300,8 @@ def test_a_restarted_requester_resumes_jobs_in_every_state(serve, tmp_path):
     a = serve("a", "--node-type", "requester", swarm_port=port)
     for state in ("completed", "failed", "stopped"):
         assert describe(a, jobs[state])["state"] == state
+    # A module's own non-zero exit is its result: not retried, before or after the restart.
+    assert [e["exit_code"] for e in describe(a, jobs["failed"])["executions"]] == [3]
     assert [p.read_text() for p in completed_stdout] == ["survived\n"]
     wait_until(
         lambda: describe(a, jobs["pending"])["state"] == "completed",
@@ -331,3 +338,22 @@ def test_trusted_requesters_flag_is_checked(tmp_path):
     assert bad.returncode == 1
     assert bad.stderr.strip().startswith("Error: --trusted-requesters 'nope' is not a peer id")
     assert "Traceback" not in bad.stderr
+
+
+async def test_a_node_works_only_for_trusted_requesters(tmp_path):
+    someone = "12D3KooWJWoaqZhDaoEFshF7Rh1bpY9ohihFhzcW6d69Lr2NASuq"
+    async with open_node(config(tmp_path, "x", trusted_requesters=frozenset({someone}))) as x:
+        digest = x.requester.blobs.put_bytes(hello())
+        job = x.requester.submit(JobSpec.from_dict({"task": {"module": digest}}))
+        job = await x.requester.wait(job.id, timeout=10)
+        assert job.state.value == "failed"
+        assert f"node {short(x.peer_id)}: requester {short(x.peer_id)} is not trusted" in job.reason
+
+    # Trusting itself (its identity is made before it starts), it runs its own jobs.
+    (tmp_path / "y").mkdir()
+    key_pair = load_or_create_identity(tmp_path / "y" / KEY_FILE)
+    itself = str(ID.from_pubkey(key_pair.public_key))
+    async with open_node(config(tmp_path, "y", trusted_requesters=frozenset({itself}))) as y:
+        digest = y.requester.blobs.put_bytes(hello())
+        job = y.requester.submit(JobSpec.from_dict({"task": {"module": digest}}))
+        assert (await y.requester.wait(job.id, timeout=10)).state.value == "completed"
