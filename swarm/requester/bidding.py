@@ -49,6 +49,9 @@ class Bidding:
         self._replies = replies
         self._decided.set()
 
+    async def wait_decided(self) -> None:
+        await self._decided.wait()
+
     def reply(self, peer_id: str) -> Award | Reject:
         """The reply addressed to ``peer_id`` once decided."""
         return self._replies.get(peer_id) or Reject(

@@ -34,6 +34,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -123,7 +124,7 @@ class RequesterService:
         self._local = local_compute
         self._clock = clock
         self._bidding: dict[str, Bidding] = {}
-        self._placing: set[str] = set()  # scheduled or bidding now
+        self._placing: Counter[str] = Counter()  # placements scheduled or bidding, per job
         self._queue = JobQueue()
         self._placements = trio.CapacityLimiter(PLACEMENTS_IN_FLIGHT)
         self._watched: dict[str, _Watch] = {}  # execution id → its remote node
@@ -203,7 +204,7 @@ class RequesterService:
     # --- placement -------------------------------------------------------------------
 
     def _schedule(self, job_id: str) -> None:
-        self._placing.add(job_id)
+        self._placing[job_id] += 1  # counted before it starts: never neither queued nor placing
         self._nursery.start_soon(self._place, job_id)
 
     def _enqueue(self, job: JobRecord, reason: str) -> None:
@@ -212,16 +213,20 @@ class RequesterService:
         self._queue.add(job.id, deadline=deadline, reason=reason)
 
     async def _place(self, job_id: str) -> Outcome | None:
-        self._placing.add(job_id)
+        """One placement round (the caller has counted it in ``_placing``)."""
         try:
             async with self._placements:
                 return await self._announce_and_award(job_id)
         finally:
-            self._placing.discard(job_id)
+            self._placing[job_id] -= 1
+            if not self._placing[job_id]:
+                del self._placing[job_id]
 
     async def _announce_and_award(self, job_id: str) -> Outcome | None:
+        while (current := self._bidding.get(job_id)) is not None:
+            await current.wait_decided()  # one round at a time per job
         job = self.store.get_job(job_id)
-        if job.state.is_terminal or job.id in self._bidding:
+        if job.state.is_terminal:
             return None
         spec = job.spec
         announce = JobAnnounce(
@@ -344,7 +349,7 @@ class RequesterService:
             outcomes: list[Outcome | None] = []
             async with trio.open_nursery() as nursery:
                 for job_id in batch:
-                    self._placing.add(job_id)
+                    self._placing[job_id] += 1
                     nursery.start_soon(self._place_noting, job_id, outcomes)
             if Outcome.AWARD in outcomes and len(self._queue):
                 self._queue.wake.set()  # room was found: try the next ones at once
