@@ -133,6 +133,8 @@ class RequesterService:
         self._log_events: dict[str, trio.Event] = {}
         self._nursery: trio.Nursery | None = None
         self._started = clock()
+        self._saturated = False  # the last round found every fitting node busy
+        self._room_seen = False  # a round of the current requeue batch found room to spare
 
     @property
     def peer_id(self) -> str:
@@ -173,7 +175,15 @@ class RequesterService:
         if spec.task.module_digest is None or not self.blobs.has(spec.task.module):
             raise NotFound(f"module {spec.task.module} is not on this node: upload it first")
         job = self.store.create_job(spec)
-        self._schedule(job.id)
+        if self._saturated and len(self._queue):
+            # Every node is busy and jobs are waiting: join the line (first come, first
+            # served) rather than ask a swarm that has just said no.
+            job = self.store.set_job_state(
+                job.id, JobState.QUEUED, f"waiting behind {len(self._queue)} queued jobs"
+            )
+            self._enqueue(job, job.reason)
+        else:
+            self._schedule(job.id)
         return job
 
     async def wait(self, job_id: str, timeout: float) -> JobRecord:
@@ -273,6 +283,11 @@ class RequesterService:
         replies: dict[str, Award | Reject] = {
             peer: Reject(job.id, why) for peer, why in decision.rejects.items()
         }
+        # Whether the swarm is saturated: every fitting node busy, none with room to spare.
+        room = any(b.capacity > 0 or b.peer_id in decision.rejects for b in bidding.bids)
+        busy = any(d.busy for d in bidding.declines)
+        self._room_seen |= room
+        self._saturated = busy and not room and decision.outcome is not Outcome.FAIL
         if decision.outcome is Outcome.AWARD:
             for bid in decision.awards:
                 execution = self.store.add_execution(job.id, bid.peer_id, ExecutionState.ACCEPTED)
@@ -346,16 +361,13 @@ class RequesterService:
             batch = self._queue.next_batch(self._compute_peers(), PLACEMENTS_IN_FLIGHT)
             if not batch:
                 continue
-            outcomes: list[Outcome | None] = []
+            self._room_seen = False
             async with trio.open_nursery() as nursery:
                 for job_id in batch:
                     self._placing[job_id] += 1
-                    nursery.start_soon(self._place_noting, job_id, outcomes)
-            if Outcome.AWARD in outcomes and len(self._queue):
-                self._queue.wake.set()  # room was found: try the next ones at once
-
-    async def _place_noting(self, job_id: str, outcomes: list[Outcome | None]) -> None:
-        outcomes.append(await self._place(job_id))
+                    nursery.start_soon(self._place, job_id)
+            if self._room_seen and len(self._queue):
+                self._queue.wake.set()  # some node had room to spare: try the next ones now
 
     def _expire_queued(self) -> None:
         for job_id in self._queue.expired(self._clock()):
