@@ -4,14 +4,20 @@ How one job travels (see ARCHITECTURE.md, "The path of one job"):
 
     gossip /swarm/1/jobs        requester → all   JobAnnounce (signed by the requester)
     stream /swarm/1/bid/1       compute → req.    Bid | Decline
-                                req. → compute    Award (with the full spec) | Reject
+                                req. → compute    Award (with the full spec) | Reject | Ack
     stream /swarm/1/blob/1      compute → req.    BlobGet
                                 req. → compute    BlobMeta, BlobChunk*, BlobEnd | Failure
-    stream /swarm/1/result/1    compute → req.    ResultStart, Log*, RunEnd, Outputs*,
-                                                  ResultEnd
+    stream /swarm/1/result/1    compute → req.    ResultStart
+                                req. → compute    Ack (taken)
+                                compute → req.    Log*, RunEnd, Outputs*, ResultEnd
                                 req. → compute    Ack | Failure
     stream /swarm/1/cancel/1    req. → compute    Cancel
                                 compute → req.    Ack | Failure
+
+Bid and result streams carry one exchange after another (a compute node reuses them:
+opening a libp2p stream costs several messages' worth); each exchange opens with a
+request that gets a reply, so a reused stream that died is found out before anything
+else is sent on it.
 
 Announces carry what bidding needs and nothing more (no module bytes, no env or args);
 the award carries the spec, over a stream whose peer Noise has authenticated. Every

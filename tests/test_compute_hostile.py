@@ -113,6 +113,7 @@ class Mallory:
 
     async def on_result(self, stream: FramedStream) -> None:
         start = await stream.receive(ResultStart)
+        await stream.send(Ack())  # taken
         received = self.results.setdefault(start.job_id, [])
         while not isinstance(
             message := await stream.receive(Log, RunEnd, Outputs, ResultEnd), ResultEnd

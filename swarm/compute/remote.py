@@ -30,7 +30,13 @@ from swarm.errors import ConfigError, ModuleError, ProtocolError
 from swarm.jobspec import JobSpec
 from swarm.p2p.drops import DropCounter, DropReason
 from swarm.p2p.gossip import JOBS_TOPIC, GuardedPubsub
-from swarm.p2p.streams import FramedStream, count_if_malformed, open_stream, serve_protocol
+from swarm.p2p.streams import (
+    FramedStream,
+    StreamPool,
+    count_if_malformed,
+    open_stream,
+    serve_protocol,
+)
 from swarm.placement import Bid
 from swarm.protocol import (
     BID_PROTOCOL,
@@ -58,6 +64,7 @@ MAX_SKEW = 120.0  # seconds an announce may be older or newer than our clock
 AWARD_TIMEOUT = 30.0
 ACK_TIMEOUT = 60.0
 _REMEMBER = 100_000
+_REQUESTERS = 256  # requesters whose links (and idle streams) are kept
 logger = logging.getLogger(__name__)
 
 
@@ -70,6 +77,7 @@ class AnnounceListener:
         self.compute = compute
         self.drops = drops
         self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._requesters: OrderedDict[str, RemoteRequester] = OrderedDict()
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         serve_protocol(self.host, CANCEL_PROTOCOL, self._on_cancel, drops=self.drops)
@@ -126,31 +134,34 @@ class AnnounceListener:
             self._seen.popitem(last=False)
         return None
 
+    def _requester(self, announce: JobAnnounce, nursery: trio.Nursery) -> RemoteRequester:
+        """The long-lived link to the announcing requester (it keeps streams for reuse)."""
+        requester = self._requesters.pop(announce.requester, None)
+        if requester is None:
+            requester = RemoteRequester(self.host, announce.requester, drops=self.drops)
+        requester.addresses = announce.addresses
+        self._requesters[announce.requester] = requester
+        if len(self._requesters) > _REQUESTERS:
+            _, oldest = self._requesters.popitem(last=False)
+            nursery.start_soon(oldest.aclose)
+        return requester
+
     async def _answer(self, announce: JobAnnounce, nursery: trio.Nursery) -> None:
         decision = self.compute.consider(announce)
-        requester = RemoteRequester(
-            self.host, announce.requester, announce.addresses, drops=self.drops
-        )
+        requester = self._requester(announce, nursery)
         try:
-            stream = await requester.open(BID_PROTOCOL)
             if not isinstance(decision, Bid):
-                await stream.send(
+                await requester.decline(
                     DeclineMessage(announce.job_id, decision.reason, busy=decision.busy)
                 )
-                await stream.close()
                 return
-            await stream.send(
+            reply = await requester.bid(
                 BidMessage(
                     announce.job_id, decision.has_data, decision.capacity, decision.queue_length
                 )
             )
-            with trio.fail_after(AWARD_TIMEOUT):
-                reply = await stream.receive(Award, Reject)
-            await stream.close()
         except (ProtocolError, trio.TooSlowError) as exc:
-            if isinstance(exc, ProtocolError):
-                count_if_malformed(self.drops, exc)
-            logger.debug("bid for %s went unanswered: %s", announce.job_id, exc)
+            logger.debug("answer to %s went unanswered: %s", announce.job_id, exc)
             self.compute.release(announce.job_id)
             return
         if isinstance(reply, Reject) or not _award_matches(reply, announce):
@@ -175,15 +186,19 @@ def _award_matches(award: Award, announce: JobAnnounce) -> bool:
 
 
 class RemoteRequester:
-    """A requester reached over libp2p streams (a ``RequesterLink``)."""
+    """A requester reached over libp2p streams (a ``RequesterLink``), one per requester.
 
-    def __init__(
-        self, host: IHost, peer_id: str, addresses: tuple[str, ...], *, drops: DropCounter
-    ) -> None:
+    Bid and result streams are kept for reuse (``StreamPool``): a new libp2p stream costs
+    several times a message on an open one. Module downloads are rare and get their own.
+    """
+
+    def __init__(self, host: IHost, peer_id: str, *, drops: DropCounter) -> None:
         self.host = host
         self.peer_id = peer_id
-        self.addresses = addresses
+        self.addresses: tuple[str, ...] = ()
         self.drops = drops
+        self._bids = StreamPool(partial(self.open, BID_PROTOCOL))
+        self._results = StreamPool(partial(self.open, RESULT_PROTOCOL))
 
     async def open(self, protocol: str) -> FramedStream:
         peer = ID.from_base58(self.peer_id)
@@ -197,6 +212,10 @@ class RemoteRequester:
             self.host.get_peerstore().add_addrs(peer, addrs, 600)
         return await open_stream(self.host, self.peer_id, protocol)
 
+    async def aclose(self) -> None:
+        await self._bids.aclose()
+        await self._results.aclose()
+
     @contextmanager
     def _counted(self):
         """A bad message from the requester is dropped and counted like any other."""
@@ -205,6 +224,22 @@ class RemoteRequester:
         except ProtocolError as exc:
             count_if_malformed(self.drops, exc)
             raise
+
+    async def decline(self, message: DeclineMessage) -> None:
+        with self._counted():
+            stream, _ = await self._bids.request(message, Ack, timeout=AWARD_TIMEOUT)
+        await self._bids.give_back(stream)
+
+    async def bid(self, message: BidMessage) -> Award | Reject:
+        """Send a bid and wait for the requester's decision."""
+        with self._counted():
+            stream, reply = await self._bids.request(message, Award, Reject, timeout=AWARD_TIMEOUT)
+        if reply.job_id != message.job_id:
+            await self._bids.discard(stream)
+            self.drops.count(DropReason.MALFORMED)
+            raise ProtocolError(f"reply for job {reply.job_id}, not {message.job_id}")
+        await self._bids.give_back(stream)
+        return reply
 
     async def fetch_module(self, digest: str, blobs: BlobStore) -> None:
         stream = await self.open(BLOB_PROTOCOL)
@@ -224,19 +259,27 @@ class RemoteRequester:
                             writer.write(chunk.data)
                         writer.commit()  # ProtocolError unless the bytes hash to ``digest``
         finally:
-            await stream.close()
+            with trio.CancelScope(shield=True):
+                await stream.close()
         if isinstance(meta, Failure):
             raise ModuleError(f"the requester cannot send module {digest}: {meta.message}")
 
     @asynccontextmanager
     async def open_results(self, award: Award):
-        stream = await self.open(RESULT_PROTOCOL)
+        start = ResultStart(award.job_id, award.execution_id)
+        with self._counted():
+            stream, accepted = await self._results.request(start, Ack, Failure, timeout=ACK_TIMEOUT)
+        if isinstance(accepted, Failure):
+            await self._results.discard(stream)
+            raise ProtocolError(f"the requester refused the result: {accepted.message}")
         try:
-            await stream.send(ResultStart(award.job_id, award.execution_id))
             yield stream
             with trio.fail_after(ACK_TIMEOUT), self._counted():
                 reply = await stream.receive(Ack, Failure)
-        finally:
-            await stream.close()
+        except BaseException:
+            await self._results.discard(stream)
+            raise
         if isinstance(reply, Failure):
+            await self._results.discard(stream)
             raise ProtocolError(f"the requester refused the result: {reply.message}")
+        await self._results.give_back(stream)

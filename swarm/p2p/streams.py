@@ -75,6 +75,18 @@ class FramedStream:
             self._ready.extend(self.decoder.feed(data))
         return schema.from_map(self._ready.pop(0), *classes)
 
+    async def receive_or_end(self, *classes: type[M]) -> M | None:
+        """The next message, or None if the peer closed the stream between messages (a
+        reused stream's normal end); a stream that ends inside a frame is a ProtocolError."""
+        try:
+            return await self.receive(*classes)
+        except StreamEnded:
+            if self.decoder.pending:
+                raise ProtocolError(
+                    f"stream from {self.peer_id[:12]}… ended inside a frame"
+                ) from None
+            return None
+
     async def close(self) -> None:
         try:
             await self.stream.close()
@@ -94,6 +106,68 @@ async def open_stream(host: IHost, peer_id: str, protocol: str, **kw) -> FramedS
     except Exception as exc:  # libp2p raises many unrelated types for an unreachable peer
         raise StreamEnded(f"cannot open {protocol} to {peer_id[:12]}…: {exc}") from exc
     return FramedStream(stream, **kw)
+
+
+class StreamPool:
+    """Streams to one peer for one protocol, reused one exchange at a time.
+
+    Opening a libp2p stream costs far more than a message on an open one (measured with
+    py-libp2p 0.8.1 on loopback: about 8.5 ms of CPU for a request/response on a new
+    stream, 1.8 ms on an open one), so a compute node keeps the streams of finished
+    exchanges with a requester and takes one for the next: the protocols' handlers loop,
+    one exchange after another. Every exchange starts with a request that gets a reply,
+    so a stream that died while idle is found out at once. A stream that fails is reset,
+    never given back.
+    """
+
+    def __init__(self, open: Callable[[], Awaitable[FramedStream]], *, max_idle: int = 16):
+        self._open = open
+        self._idle: list[FramedStream] = []
+        self._max_idle = max_idle
+
+    async def request(
+        self, message: Any, *replies: type[M], timeout: float
+    ) -> tuple[FramedStream, M]:
+        """Send ``message`` and read its reply, on an idle stream if there is one; the
+        caller then gives the stream back (or discards it). An idle stream that turns out
+        dead (the peer closed it, or restarted) is dropped and the next one tried, then a
+        new one; every request of the protocols that pool streams may be sent twice."""
+        while self._idle:
+            stream = self._idle.pop()
+            try:
+                return stream, await _exchange(stream, message, replies, timeout)
+            except StreamEnded:
+                await self.discard(stream)
+            except BaseException:
+                await self.discard(stream)
+                raise
+        stream = await self._open()
+        try:
+            return stream, await _exchange(stream, message, replies, timeout)
+        except BaseException:
+            await self.discard(stream)
+            raise
+
+    async def give_back(self, stream: FramedStream) -> None:
+        """The exchange ended well: keep the stream for the next one."""
+        if len(self._idle) < self._max_idle:
+            self._idle.append(stream)
+        else:
+            await stream.close()
+
+    async def discard(self, stream: FramedStream) -> None:
+        with trio.CancelScope(shield=True):  # also when the exchange was cancelled
+            await stream.reset()
+
+    async def aclose(self) -> None:
+        while self._idle:
+            await self._idle.pop().close()
+
+
+async def _exchange(stream: FramedStream, message: Any, replies: tuple, timeout: float) -> Any:
+    await stream.send(message)
+    with trio.fail_after(timeout):
+        return await stream.receive(*replies)
 
 
 Handler = Callable[[FramedStream], Awaitable[None]]

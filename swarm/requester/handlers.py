@@ -3,7 +3,9 @@
 Thin adapters from ``FramedStream`` to ``RequesterService``: every stream's peer id is
 authenticated by Noise, so a bid or a result is attributed to the node that sent it, and
 only the awarded node may deliver an execution's results. A bad stream raises
-``ProtocolError``, which ``serve_protocol`` counts and answers with a reset.
+``ProtocolError``, which ``serve_protocol`` counts and answers with a reset. Bid and
+result streams carry one exchange after another (compute nodes keep them, see
+``StreamPool``) until the compute node closes them.
 """
 
 from __future__ import annotations
@@ -46,16 +48,20 @@ logger = logging.getLogger(__name__)
 
 def serve_requester_protocols(host: IHost, requester: RequesterService, drops: DropCounter) -> None:
     async def on_bid(stream: FramedStream) -> None:
-        message = await stream.receive(BidMessage, DeclineMessage)
+        # One answer after another on the same stream (compute nodes reuse their streams).
         peer = stream.peer_id
-        if isinstance(message, DeclineMessage):
-            decline = Decline(message.job_id, peer, message.reason, message.busy)
-            await requester.handle_bid(peer, decline)
-            return
-        bid = Bid(message.job_id, peer, message.has_data, message.capacity, message.queue_length)
-        reply = await requester.handle_bid(peer, bid)
-        if reply is not None:
-            await stream.send(reply)
+        while (message := await stream.receive_or_end(BidMessage, DeclineMessage)) is not None:
+            if isinstance(message, DeclineMessage):
+                decline = Decline(message.job_id, peer, message.reason, message.busy)
+                await requester.handle_bid(peer, decline)
+                await stream.send(Ack())
+                continue
+            bid = Bid(
+                message.job_id, peer, message.has_data, message.capacity, message.queue_length
+            )
+            reply = await requester.handle_bid(peer, bid)
+            if reply is not None:
+                await stream.send(reply)
 
     async def on_blob(stream: FramedStream) -> None:
         request = await stream.receive(BlobGet)
@@ -75,13 +81,18 @@ def serve_requester_protocols(host: IHost, requester: RequesterService, drops: D
         await stream.send(BlobEnd())
 
     async def on_result(stream: FramedStream) -> None:
-        start = await stream.receive(ResultStart)
+        # One execution's result after another on the same stream, each acknowledged.
+        while (start := await stream.receive_or_end(ResultStart)) is not None:
+            await receive_result(stream, start)
+
+    async def receive_result(stream: FramedStream, start: ResultStart) -> None:
         try:
             session = requester.open_session(stream.peer_id, start)
         except SwarmError as exc:  # e.g. an id too short or ambiguous to look up: malformed
             if isinstance(exc, ProtocolError):
                 raise
             raise ProtocolError(f"results refused: {exc}") from None
+        await stream.send(Ack())  # taken: send the rest
         with session.scope:  # cancelled when the requester withdraws the execution
             try:
                 while True:

@@ -1,0 +1,104 @@
+"""Reusing libp2p streams for one exchange after another (real hosts on loopback)."""
+
+from __future__ import annotations
+
+import multiaddr
+import pytest
+import trio
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.peer.peerinfo import info_from_p2p_addr
+
+from swarm.errors import ProtocolError
+from swarm.p2p.drops import DropCounter
+from swarm.p2p.host import listen_addresses, open_host
+from swarm.p2p.streams import FramedStream, StreamPool, open_stream, serve_protocol
+from swarm.protocol import Ack, BidMessage, Reject
+
+PROTOCOL = "/swarm/test/pool/1.0.0"
+
+
+def bid(job: str) -> BidMessage:
+    return BidMessage(job, has_data=False, capacity=0.5, queue_length=0)
+
+
+class Server:
+    """Answers bids on PROTOCOL; ``once`` closes each stream after one exchange (an old or
+    hostile peer), ``reset_on`` resets the stream on that job id."""
+
+    def __init__(self, host, *, once: bool = False, reset_on: str | None = None) -> None:
+        self.streams = 0
+        self.once, self.reset_on = once, reset_on
+        serve_protocol(host, PROTOCOL, self.handle, drops=DropCounter())
+
+    async def handle(self, stream: FramedStream) -> None:
+        self.streams += 1
+        while (message := await stream.receive_or_end(BidMessage)) is not None:
+            if message.job_id == self.reset_on:
+                raise ProtocolError("refused")
+            await stream.send(Reject(message.job_id, "no"))
+            if self.once:
+                return
+
+
+@pytest.fixture
+async def two_hosts():
+    async with (
+        open_host(key_pair=create_new_key_pair(), host="127.0.0.1", port=0) as client,
+        open_host(key_pair=create_new_key_pair(), host="127.0.0.1", port=0) as server,
+    ):
+        await client.connect(info_from_p2p_addr(multiaddr.Multiaddr(listen_addresses(server)[0])))
+        yield client, server
+
+
+def pool_to(client, server) -> StreamPool:
+    return StreamPool(lambda: open_stream(client, str(server.get_id()), PROTOCOL))
+
+
+async def exchange(pool: StreamPool, job: str) -> Reject:
+    stream, reply = await pool.request(bid(job), Reject, Ack, timeout=5)
+    await pool.give_back(stream)
+    return reply
+
+
+async def test_one_stream_serves_exchange_after_exchange(two_hosts):
+    client, server_host = two_hosts
+    server = Server(server_host)
+    pool = pool_to(client, server_host)
+    for i in range(20):
+        assert await exchange(pool, f"j{i}") == Reject(f"j{i}", "no")
+    assert server.streams == 1
+
+
+async def test_concurrent_exchanges_each_take_their_own_stream(two_hosts):
+    client, server_host = two_hosts
+    server = Server(server_host)
+    pool = pool_to(client, server_host)
+    async with trio.open_nursery() as nursery:
+        for i in range(4):
+            nursery.start_soon(exchange, pool, f"j{i}")
+    assert server.streams == 4
+    for i in range(8):  # and afterwards they are reused
+        await exchange(pool, f"k{i}")
+    assert server.streams == 4
+
+
+async def test_a_stream_the_peer_closed_is_replaced_at_once(two_hosts):
+    client, server_host = two_hosts
+    server = Server(server_host, once=True)  # closes after each exchange
+    pool = pool_to(client, server_host)
+    for i in range(5):
+        assert await exchange(pool, f"j{i}") == Reject(f"j{i}", "no")
+    assert server.streams == 5  # each idle stream turned out dead and was replaced
+
+
+async def test_a_failed_exchange_drops_its_stream(two_hosts):
+    client, server_host = two_hosts
+    server = Server(server_host, reset_on="bad")
+    pool = pool_to(client, server_host)
+    await exchange(pool, "j1")
+    with pytest.raises(ProtocolError):  # reset by the server: no retry on a fresh stream
+        await exchange(pool, "bad")
+    await exchange(pool, "j2")
+    # the stream of "bad" was retried once on a new stream (it could have died idle), then
+    # j2 needed another new one: nothing broken was given back
+    assert server.streams == 3
