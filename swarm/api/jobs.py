@@ -6,6 +6,8 @@
     GET  /api/v1/jobs?state=&limit=       newest first
     GET  /api/v1/jobs/{id}                the job with its executions and events (id prefixes work)
     GET  /api/v1/jobs/{id}/wait?timeout=  the job once ended (long poll, at most 60 s per call)
+    GET  /api/v1/jobs/{id}/executions     its executions, one per node and attempt
+    GET  /api/v1/jobs/{id}/events         its event log: what happened, when, where, why
     POST /api/v1/jobs/{id}/stop           cancel the job where it runs → the job, ``stopped``
     GET  /api/v1/jobs/{id}/logs?follow=   stdout/stderr as NDJSON lines {execution_id, node_id,
                                           stream, data}: all so far, then (follow) as it comes
@@ -85,6 +87,18 @@ def jobs_router(requester: RequesterService | None) -> APIRouter:
         service = need()
         job = await _guard_async(service.wait(job_id, max(0.0, min(timeout, MAX_WAIT))))
         return describe_json(service, job)
+
+    @router.get("/jobs/{job_id}/executions")
+    async def executions(job_id: str) -> list[dict[str, Any]]:
+        service = need()
+        job = _guard(lambda: service.store.get_job(job_id))
+        return [execution_json(e) for e in service.store.executions(job.id)]
+
+    @router.get("/jobs/{job_id}/events")
+    async def events(job_id: str) -> list[dict[str, Any]]:
+        service = need()
+        job = _guard(lambda: service.store.get_job(job_id))
+        return [event_json(e) for e in service.store.events(job.id)]
 
     @router.post("/jobs/{job_id}/stop")
     async def stop(job_id: str) -> dict[str, Any]:

@@ -1,0 +1,86 @@
+"""The jobs half of the HTTP API, on a real in-process node: every route and its errors."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import trio
+
+from swarm.node import open_node
+from tests.guests import exit_with, hello, ticker
+from tests.test_p2p_security import config
+
+
+async def get(client: httpx.AsyncClient, path: str, **kw) -> httpx.Response:
+    return await client.get(f"/api/v1{path}", **kw)
+
+
+async def test_job_routes(tmp_path):
+    async with open_node(config(tmp_path, "x")) as x:
+        headers = {"Authorization": f"Bearer {x.config.api_token}"}
+        async with httpx.AsyncClient(base_url=x.api_url, headers=headers, timeout=10) as client:
+            digest = (await client.put("/api/v1/blobs", content=bytes(hello("hi\n")))).json()[
+                "digest"
+            ]
+            assert (await client.head(f"/api/v1/blobs/{digest}")).status_code == 200
+            job = (await client.post("/api/v1/jobs", json={"task": {"module": digest}})).json()
+            done = (await get(client, f"/jobs/{job['id'][:8]}/wait", params={"timeout": 10})).json()
+            assert done["state"] == "completed"
+
+            executions = (await get(client, f"/jobs/{job['id']}/executions")).json()
+            assert [(e["node_id"], e["state"], e["exit_code"]) for e in executions] == [
+                (x.peer_id, "completed", 0)
+            ]
+            events = (await get(client, f"/jobs/{job['id']}/events")).json()
+            assert events[0]["kind"] == "created" and events[-1]["message"].endswith("completed")
+            assert events == done["events"]
+
+            logs = await get(client, f"/jobs/{job['id']}/logs")
+            assert logs.headers["content-type"].startswith("application/x-ndjson")
+            lines = [json.loads(line) for line in logs.text.splitlines()]
+            assert lines == [
+                {
+                    "execution_id": executions[0]["id"],
+                    "node_id": x.peer_id,
+                    "stream": "stdout",
+                    "data": "hi\n",
+                }
+            ]
+
+            stop = await client.post(f"/api/v1/jobs/{job['id']}/stop")
+            assert stop.status_code == 400
+            assert stop.json()["detail"] == (
+                f"job {job['id']} has already ended (completed): nothing to stop"
+            )
+            for path in ("/jobs/0000", "/jobs/0000/executions", "/jobs/0000/events"):
+                missing = await get(client, path)
+                assert missing.status_code == 404 and "no job" in missing.json()["detail"]
+
+            # A failing job and a stopped one, as the list shows them (newest first).
+            bad = await client.put("/api/v1/blobs", content=bytes(exit_with(3)))
+            failed = (
+                await client.post("/api/v1/jobs", json={"task": {"module": bad.json()["digest"]}})
+            ).json()
+            slow = await client.put("/api/v1/blobs", content=bytes(ticker(100, 0.2)))
+            running = (
+                await client.post("/api/v1/jobs", json={"task": {"module": slow.json()["digest"]}})
+            ).json()
+            with trio.fail_after(10):
+                while x.compute.running == 0:
+                    await trio.sleep(0.02)
+            stopped = (await client.post(f"/api/v1/jobs/{running['id']}/stop")).json()
+            assert stopped["state"] == "stopped"
+            assert [e["state"] for e in stopped["executions"]] == ["cancelled"]
+            await get(client, f"/jobs/{failed['id']}/wait", params={"timeout": 10})
+            listed = (await get(client, "/jobs")).json()
+            assert [(j["id"], j["state"]) for j in listed] == [
+                (running["id"], "stopped"),
+                (failed["id"], "failed"),
+                (job["id"], "completed"),
+            ]
+            only_failed = (await get(client, "/jobs", params={"state": "failed"})).json()
+            assert [j["id"] for j in only_failed] == [failed["id"]]
+            with trio.fail_after(5):
+                while x.compute.running:
+                    await trio.sleep(0.02)  # the stopped guest has really stopped
