@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SWARM
+from tests.conftest import SWARM, ServeProcess
 from tests.guests import hello, sleeper
 from tests.test_examples import WORDCOUNT, built_examples, expected_count_txt, python_word_counts
 
@@ -17,9 +17,11 @@ __all__ = ["built_examples"]  # the session fixture that builds the examples
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def hybrid(serve, tmp_path):
-    data = tmp_path / "data"
+@pytest.fixture(scope="module")
+def hybrid(tmp_path_factory):
+    """One hybrid node for the module's tests (each writes into its own tmp_path)."""
+    base = tmp_path_factory.mktemp("hybrid")
+    data = base / "data"
     data.mkdir()
     for name, text in (
         ("file1.txt", "one two three"),
@@ -27,8 +29,11 @@ def hybrid(serve, tmp_path):
         ("empty.txt", ""),
     ):
         (data / name).write_text(text)
-    node = serve("hybrid", "--allow-listed-local-paths", str(data))
-    return node, data
+    node = ServeProcess(base / "hybrid", "--allow-listed-local-paths", str(data))
+    try:
+        yield node.wait_ready(), data
+    finally:
+        node.stop()
 
 
 def swarm(node, *args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
