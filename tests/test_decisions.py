@@ -107,11 +107,14 @@ def test_a_failed_round_lists_every_node_s_reason_one_line_each():
     ]
 
 
-def test_nobody_answering_says_what_to_check_and_waits_while_discovering():
+def test_nobody_answering_says_what_to_check_unless_the_requester_is_patient():
     decision = decide_round(spec(), [], (), [], waited=0.0)
     assert decision.outcome is Outcome.FAIL
     assert decision.reason.startswith("no compute node answered")
-    assert decide_round(spec(), [], (), [], waited=0.0, discovering=True).outcome is Outcome.WAIT
+    assert decide_round(spec(), [], (), [], waited=0.0, patient=True).outcome is Outcome.WAIT
+    # patience is for silence only: reasons given are final
+    answers = [decline("a")]
+    assert decide_round(spec(), [], (), answers, waited=0.0, patient=True).outcome is Outcome.FAIL
 
 
 def test_a_queue_timeout_bounds_waiting_even_for_busy_nodes():

@@ -56,12 +56,13 @@ def decide_round(
     answers: Iterable[Bid | Decline],
     *,
     waited: float,
-    discovering: bool = False,
+    patient: bool = False,
 ) -> RoundDecision:
     """Awards and rejects for one bidding round; ``waited``: seconds since submission.
 
-    ``discovering``: the requester has just started and may not know the compute nodes
-    yet, so a round nobody answered is no reason to fail.
+    ``patient``: a round nobody answered is no reason to fail yet: the requester has just
+    started and may not know the compute nodes, or nodes it expected stayed silent (a
+    loaded node answers late) and it has not asked them often enough to give up.
     """
     answers = list(answers)
     bids = [a for a in answers if isinstance(a, Bid)]
@@ -86,7 +87,7 @@ def decide_round(
     reason = no_placement(declines)
     if awarded:
         reason = f"{len(awarded)} of the {wanted} nodes it needs took it; " + reason
-    if (discovering and not answers) or may_wait(spec, waited, busy=any(d.busy for d in declines)):
+    if (patient and not answers) or may_wait(spec, waited, busy=any(d.busy for d in declines)):
         return RoundDecision(
             Outcome.AWARD if awarded else Outcome.WAIT, awarded, rejects, reason, missing
         )

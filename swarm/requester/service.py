@@ -58,6 +58,7 @@ from swarm.storage.blobs import BlobStore
 
 BID_WINDOW = 1.0  # seconds to wait for nodes that have not answered
 DISCOVERY = 5.0  # seconds after start in which unanswered jobs wait for nodes to be found
+SILENT_ROUNDS = 3  # rounds every expected node may leave unanswered before the job fails
 REQUEUE_INTERVAL = 1.0
 WATCH_INTERVAL = 0.5
 # Announces in flight at once. Gossipsub queues at most 32 messages per peer and drops the
@@ -125,6 +126,7 @@ class RequesterService:
         self._clock = clock
         self._bidding: dict[str, Bidding] = {}
         self._placing: Counter[str] = Counter()  # placements scheduled or bidding, per job
+        self._silent: Counter[str] = Counter()  # rounds in a row nobody answered, per job
         self._queue = JobQueue()
         self._placements = trio.CapacityLimiter(PLACEMENTS_IN_FLIGHT)
         self._watched: dict[str, _Watch] = {}  # execution id → its remote node
@@ -278,8 +280,13 @@ class RequesterService:
             self.store.retried(job.id),
             bidding.answers.values(),
             waited=self._clock() - job.created,
-            discovering=self._clock() - self._started < DISCOVERY,
+            patient=self._clock() - self._started < DISCOVERY
+            or (bool(bidding.expected) and self._silent[job.id] < SILENT_ROUNDS),
         )
+        if bidding.answers:
+            self._silent.pop(job.id, None)
+        else:
+            self._silent[job.id] += 1
         replies: dict[str, Award | Reject] = {
             peer: Reject(job.id, why) for peer, why in decision.rejects.items()
         }
@@ -507,6 +514,7 @@ class RequesterService:
 
     def _ended(self, job_id: str) -> None:
         self._queue.forget(job_id)
+        self._silent.pop(job_id, None)
         for events in (self._job_ended, self._log_events):
             event = events.pop(job_id, None)
             if event is not None:
