@@ -59,6 +59,7 @@ from swarm.storage.blobs import BlobStore
 BID_WINDOW = 1.0  # seconds to wait for nodes that have not answered
 DISCOVERY = 5.0  # seconds after start in which unanswered jobs wait for nodes to be found
 SILENT_ROUNDS = 3  # rounds every expected node may leave unanswered before the job fails
+SUSPECT_FOR = 10.0  # seconds a node that lost an execution is not waited for in rounds
 REQUEUE_INTERVAL = 1.0
 WATCH_INTERVAL = 0.5
 # Announces in flight at once. Gossipsub queues at most 32 messages per peer and drops the
@@ -127,6 +128,7 @@ class RequesterService:
         self._bidding: dict[str, Bidding] = {}
         self._placing: Counter[str] = Counter()  # placements scheduled or bidding, per job
         self._silent: Counter[str] = Counter()  # rounds in a row nobody answered, per job
+        self._lost_nodes: dict[str, float] = {}  # node → when an execution on it was lost
         self._queue = JobQueue()
         self._placements = trio.CapacityLimiter(PLACEMENTS_IN_FLIGHT)
         self._watched: dict[str, _Watch] = {}  # execution id → its remote node
@@ -165,7 +167,7 @@ class RequesterService:
             else:
                 live = [e for e in self.store.executions(job.id) if not e.state.is_terminal]
                 for execution in live:
-                    self._lose(execution, "the requester restarted during the run")
+                    self._lose(execution, "the requester restarted during the run", suspect=False)
                 if not live:  # every result arrived just before the restart
                     self._finish_if_done(job.id)
         self._queue.wake.set()
@@ -254,10 +256,13 @@ class RequesterService:
             count=spec.count,
             addresses=self.settings.addresses,
         )
-        bidding = Bidding(job.id, self._compute_peers() - {self.peer_id})
+        peers = self._compute_peers() - {self.peer_id}
+        # A node just lost is not waited for (it may still answer, and is heard if it does),
+        # unless there is no one else to wait for.
+        bidding = Bidding(job.id, (peers - self._suspects()) or peers)
         self._bidding[job.id] = bidding
         try:
-            if bidding.expected:
+            if peers:
                 await self._publish(announce)
             if self._local is not None:
                 bidding.answer(self._local.consider(announce))
@@ -325,6 +330,13 @@ class RequesterService:
         if decision.outcome is Outcome.NOTHING:
             self._finish_if_done(job.id)
         return decision.outcome
+
+    def _suspects(self) -> set[str]:
+        now = self._clock()
+        for peer, at in list(self._lost_nodes.items()):
+            if now - at >= SUSPECT_FOR:
+                del self._lost_nodes[peer]
+        return set(self._lost_nodes)
 
     def _record_declines(self, job: JobRecord, declines: list[Decline]) -> None:
         """Log each node's reason, once per reason (a queued job is announced often)."""
@@ -401,7 +413,7 @@ class RequesterService:
                 else:
                     self._lose(self.store.get_execution(execution_id), reason)
 
-    def _lose(self, execution: ExecutionRecord, reason: str) -> None:
+    def _lose(self, execution: ExecutionRecord, reason: str, *, suspect: bool = True) -> None:
         """The execution's node is gone (or its result broke off): place the job again."""
         self._watched.pop(execution.id, None)
         self._sessions.pop(execution.id, None)
@@ -410,6 +422,8 @@ class RequesterService:
         execution = self.store.set_execution_state(
             execution.id, ExecutionState.LOST, message=reason
         )
+        if suspect and execution.node_id != self.peer_id:
+            self._lost_nodes[execution.node_id] = self._clock()
         self.results.discard(execution.job_id, execution.id)
         self._queue.freed()
         self._retry(execution, reason)
