@@ -205,6 +205,9 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
                 executor=executor,
                 blobs=blobs,
                 work_dir=work,
+                # A changed load is advertised at once (rate-limited). The advertiser is
+                # made below: nothing changes before the node runs.
+                on_change=lambda: advertiser.notify_changed(),
             )
         describe = partial(
             describe_node,

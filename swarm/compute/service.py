@@ -21,7 +21,7 @@ import logging
 import os
 import platform
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,9 +77,17 @@ class ComputeSettings:
 
 class ComputeService:
     def __init__(
-        self, *, settings: ComputeSettings, executor: Executor, blobs: BlobStore, work_dir: Path
+        self,
+        *,
+        settings: ComputeSettings,
+        executor: Executor,
+        blobs: BlobStore,
+        work_dir: Path,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
+        """``on_change`` is called whenever ``running`` or ``queued`` changes."""
         self.settings = settings
+        self._on_change = on_change or (lambda: None)
         self.executor = executor
         self.blobs = blobs
         self.work_dir = work_dir
@@ -134,11 +142,13 @@ class ComputeService:
         decision = decide_bid(announce.offer(), self.view(), facts)
         if isinstance(decision, Bid):
             self._bids[announce.job_id] = announce.resources
+            self._on_change()
         return decision
 
     def release(self, job_id: str) -> None:
         """The bid for ``job_id`` was rejected or went unanswered."""
-        self._bids.pop(job_id, None)
+        if self._bids.pop(job_id, None) is not None:
+            self._on_change()
 
     def cancel(self, execution_id: str, requester: str) -> bool:
         """Stop an execution for the requester that awarded it; False if there is none."""
@@ -155,6 +165,7 @@ class ComputeService:
         """
         resources = self._bids.pop(award.job_id, None) or award.spec.resources
         self._runs[award.execution_id] = resources
+        self._on_change()
         with trio.CancelScope() as scope:
             self._cancels[award.execution_id] = (requester, scope)
             try:
@@ -164,6 +175,7 @@ class ComputeService:
             finally:
                 self._runs.pop(award.execution_id, None)
                 del self._cancels[award.execution_id]
+                self._on_change()
         if scope.cancelled_caught:
             logger.info("execution %s cancelled by its requester", award.execution_id)
 
@@ -221,6 +233,7 @@ class ComputeService:
                     return await self.executor.run(run_spec, output=send)
                 finally:  # the guest is done: its room is free for the next one
                     self._runs.pop(award.execution_id, None)
+                    self._on_change()
 
 
 async def _forward_logs(receive: trio.MemoryReceiveChannel, results: ResultChannel) -> None:

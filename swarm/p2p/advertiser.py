@@ -1,8 +1,11 @@
 """Publishing this node's adverts and taking in everyone else's.
 
-This node publishes a fresh advert at start, whenever ``notify_changed()`` is called,
-and otherwise every ``interval`` seconds (its heartbeat). Incoming adverts pass two
-gates:
+This node publishes a fresh advert at start, soon after ``notify_changed()`` is called
+(its compute load changed), and otherwise every ``interval`` seconds (its heartbeat).
+Adverts for changes are rate-limited: one comes at least ``change_gap`` seconds after the
+advert before it, and describes the node as it is then, so a burst of changes (a hundred
+jobs arriving) makes a few adverts, not hundreds. Gossip stays control traffic: every
+advert costs every node of the swarm some CPU. Incoming adverts pass two gates:
 
 1. ``validate`` runs inside gossipsub before a message is delivered or forwarded: it
    drops (and counts) oversized, malformed, stale, future and replayed adverts, and
@@ -29,6 +32,8 @@ from swarm.p2p.drops import DropCounter, DropReason
 from swarm.p2p.gossip import NODES_TOPIC, GuardedPubsub
 from swarm.p2p.membership import MembershipTable
 
+CHANGE_GAP = 0.5  # seconds: the least time between an advert and one made for a change
+
 
 class Advertiser:
     def __init__(
@@ -39,17 +44,24 @@ class Advertiser:
         drops: DropCounter,
         describe: Callable[[], NodeInfo],
         interval: float,
+        change_gap: float = CHANGE_GAP,
     ) -> None:
         self._pubsub = pubsub
         self._table = table
         self._drops = drops
         self._describe = describe
         self._interval = interval
+        self._change_gap = change_gap
         self._changed = trio.Event()
         self._last_seq = 0
+        self._published_at = float("-inf")  # trio clock
 
     def notify_changed(self) -> None:
-        """Publish a fresh advert now rather than at the next heartbeat."""
+        """Publish a fresh advert soon (within ``change_gap``), not at the next heartbeat.
+
+        Cheap and safe to call as often as anything changes: calls made while an advert
+        is pending are folded into it.
+        """
         self._changed.set()
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -60,9 +72,10 @@ class Advertiser:
             await self.publish()
             task_status.started()
             while True:
-                with trio.move_on_after(self._interval):
+                with trio.move_on_at(self._published_at + self._interval):  # the heartbeat
                     await self._changed.wait()
-                self._changed = trio.Event()
+                    await trio.sleep_until(self._published_at + self._change_gap)
+                self._changed = trio.Event()  # what changed until now goes into this advert
                 await self.publish()
                 self._table.prune()
 
@@ -70,6 +83,7 @@ class Advertiser:
         info = self._describe()
         self._table.set_self(info)
         self._last_seq = max(time.time_ns(), self._last_seq + 1)
+        self._published_at = trio.current_time()
         await self._pubsub.publish(NODES_TOPIC, encode_advert(Advert(info, self._last_seq)))
 
     def validate(self, forwarder: ID, message: rpc_pb2.Message) -> bool:
