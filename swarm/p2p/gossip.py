@@ -12,8 +12,9 @@ Library defaults this module replaces, each measured on py-libp2p 0.8.1:
 - mesh degree 6 (4–12): a swarm of tens of nodes keeps fewer than 12 peers each, so every
   peer stays in the mesh and each advert reaches every node from nearly all its peers
   (gossip degenerates into flooding). Degree 4 (3–6): an idle 10-node swarm spent about
-  half the CPU. Degree 3 (2–4) spent less again, but left a node outside everyone's mesh
-  for a minute and a half (pruned by all its peers, then barred by the prune back-off);
+  40 % less CPU. Degree 3 (2–4) spent less again, but in a 20-node swarm one node went
+  unheard for up to 90 s (most likely pruned from every mesh, then kept out by the 60 s
+  prune back-off); see docs/BENCHMARKS.md, Membership;
 - every RPC carries the sender's signed peer record, verified again each time (an
   ed25519 check per message, duplicates included): a peer's unchanged record is only
   re-verified every ``RECORD_RECHECK`` seconds;
