@@ -11,14 +11,16 @@ timeout), or fail it at once with every node's reason.
 Keeping jobs placed:
 
 - queued jobs are announced again when capacity frees up (one of our executions ends),
-  when a compute node joins, and every ``requeue_interval`` seconds; as long as rounds
-  succeed the next queued jobs follow at once; a queue timeout fails the job with the
-  reasons of its last round;
+  when a compute node joins, and every ``requeue_interval`` seconds, oldest first, one per
+  sign of room (``JobQueue``); while rounds find room to spare the next ones follow at
+  once; while every fitting node is busy, new jobs join the queue's end without a round;
+  a queue timeout fails the job with the reasons of its last round; a round that every
+  expected node leaves unanswered is tried again a few times before the job fails;
 - an execution whose node is lost (result stream cut, heartbeats missed, restarted,
   unreachable: ``_watch_loop`` asks ``liveness``) or that failed for a reason another
   node may not have is *retried*: the job is placed again, preferring nodes that have
   not failed it, up to ``retries`` times; its partial result is removed, so a result is
-  stored once;
+  stored once; a node that just lost an execution is not waited for in the next rounds;
 - ``stop`` cancels every live execution (remote nodes get a ``Cancel``) and ends the job
   ``stopped``;
 - after a restart, every execution that was live died with the last process (our own
