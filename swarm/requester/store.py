@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from swarm.errors import ConfigError, NotFound, StorageError
@@ -151,10 +152,11 @@ class JobStore:
         self.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction; a reading one takes no write lock (a consistent snapshot)."""
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
                     yield self._db
                 except BaseException:
@@ -181,7 +183,7 @@ class JobStore:
 
     def get_job(self, id_or_prefix: str) -> JobRecord:
         """A job by its id or a unique prefix of it (at least 4 characters)."""
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             job_id = _resolve(db, "jobs", "job", id_or_prefix)
             return _job(db.execute(f"{_JOB_SELECT} WHERE id = ?", (job_id,)).fetchone())
 
@@ -195,7 +197,7 @@ class JobStore:
             where = f"WHERE state IN ({', '.join('?' * len(states))})"
             args = [str(s) for s in states]
         query = f"{_JOB_SELECT} {where} ORDER BY created DESC, rowid DESC LIMIT ?"
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             return [_job(row) for row in db.execute(query, (*args, limit))]
 
     def jobs_in_states(self, states: Iterable[JobState]) -> list[JobRecord]:
@@ -204,7 +206,7 @@ class JobStore:
         query = (
             f"{_JOB_SELECT} WHERE state IN ({', '.join('?' * len(states))}) ORDER BY created, rowid"
         )
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             return [_job(row) for row in db.execute(query, states)]
 
     def set_job_state(self, job_id: str, new: JobState, reason: str = "") -> JobRecord:
@@ -245,7 +247,7 @@ class JobStore:
 
     def get_execution(self, id_or_prefix: str) -> ExecutionRecord:
         """An execution by its id or a unique prefix of it."""
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             execution_id = _resolve(db, "executions", "execution", id_or_prefix)
             return _execution(_select_execution(db, execution_id))
 
@@ -288,7 +290,7 @@ class JobStore:
 
     def executions(self, job_id: str) -> list[ExecutionRecord]:
         """A job's executions, oldest first."""
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             rows = db.execute(
                 f"{_EXECUTION_SELECT} WHERE job_id = ? ORDER BY created, rowid", (job_id,)
             )
@@ -315,7 +317,7 @@ class JobStore:
 
     def retried(self, job_id: str) -> set[str]:
         """Executions of the job that were placed again (a ``retry`` event names each)."""
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             rows = db.execute(
                 "SELECT execution_id FROM events WHERE job_id = ? AND kind = 'retry'", (job_id,)
             )
@@ -323,7 +325,7 @@ class JobStore:
 
     def events(self, job_id: str) -> list[EventRecord]:
         """A job's event log in the order it happened."""
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             rows = db.execute(
                 "SELECT id, job_id, execution_id, at, node_id, kind, message"
                 " FROM events WHERE job_id = ? ORDER BY id",
@@ -337,7 +339,7 @@ class JobStore:
         """The executions of several jobs at once, oldest first, keyed by job id."""
         ids = list(dict.fromkeys(job_ids))
         found: dict[str, list[ExecutionRecord]] = {job_id: [] for job_id in ids}
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             for start in range(0, len(ids), 500):  # stay under SQLite's bound-parameter cap
                 chunk = ids[start : start + 500]
                 rows = db.execute(
@@ -356,12 +358,12 @@ class JobStore:
             f"SELECT state, created, updated FROM jobs WHERE state IN"
             f" ({', '.join('?' * len(states))}) AND updated >= ? ORDER BY updated"
         )
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             return [(JobState(s), c, u) for s, c, u in db.execute(query, (*states, since))]
 
     def count_by_state(self) -> dict[JobState, int]:
         """How many jobs are in each state (states with none are absent)."""
-        with self._transaction() as db:
+        with self._transaction(write=False) as db:
             rows = db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state")
             return {JobState(state): count for state, count in rows}
 
@@ -375,9 +377,14 @@ _EXECUTION_SELECT = (
 
 def _job(row: tuple) -> JobRecord:
     job_id, name, spec, state, reason, created, updated = row
-    return JobRecord(
-        job_id, name, JobSpec.from_dict(json.loads(spec)), JobState(state), reason, created, updated
-    )
+    return JobRecord(job_id, name, _spec(spec), JobState(state), reason, created, updated)
+
+
+@lru_cache(maxsize=4096)
+def _spec(text: str) -> JobSpec:
+    """A stored spec, validated once: a job's spec never changes, and it is read for
+    every state change (specs are frozen, so sharing one object is safe)."""
+    return JobSpec.from_dict(json.loads(text))
 
 
 def _execution(row: tuple) -> ExecutionRecord:
