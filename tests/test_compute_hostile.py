@@ -125,6 +125,11 @@ class Mallory:
             await stream.send(Ack())
 
 
+def ended(mallory: Mallory, job_id: str) -> bool:
+    """Mallory has received the job's run end (its result may still be streaming)."""
+    return any(isinstance(m, RunEnd) for m in mallory.results.get(job_id, []))
+
+
 async def test_bad_replies_to_a_compute_node_are_dropped_counted_and_harmless(tmp_path):
     node_config = config(tmp_path, "x", roles=(Role.COMPUTE,))
     async with open_node(node_config) as x:
@@ -159,7 +164,7 @@ async def test_bad_replies_to_a_compute_node_are_dropped_counted_and_harmless(tm
             # Module bytes that do not match the announced hash: counted, and the run
             # ends as a failure with the reason, reported to the requester.
             await mallory.announce("j5", "wrong module bytes")
-            await wait_until(lambda: "j5" in mallory.results, what="j5's result")
+            await wait_until(lambda: ended(mallory, "j5"), what="j5's result")
             expected["malformed"] += 1
             await wait_until(lambda: x.dropped() == expected, what="the wrong module counted")
             (end,) = [m for m in mallory.results["j5"] if isinstance(m, RunEnd)]
@@ -169,7 +174,7 @@ async def test_bad_replies_to_a_compute_node_are_dropped_counted_and_harmless(tm
             # A garbage ack after a whole result.
             mallory.script["j5"] = "done"
             await mallory.announce("j6", "garbage ack")
-            await wait_until(lambda: "j6" in mallory.results, what="j6's result")
+            await wait_until(lambda: ended(mallory, "j6"), what="j6's result")
             expected["malformed"] += 1
             await wait_until(lambda: x.dropped() == expected, what="the garbage ack counted")
 
@@ -185,10 +190,7 @@ async def test_bad_replies_to_a_compute_node_are_dropped_counted_and_harmless(tm
 
             # Still a working node: a well-behaved job from the same requester runs.
             await mallory.announce("j7", "good")
-            await wait_until(
-                lambda: any(isinstance(m, RunEnd) for m in mallory.results.get("j7", [])),
-                what="j7's result",
-            )
+            await wait_until(lambda: ended(mallory, "j7"), what="j7's result")
             logs = [m.data for m in mallory.results["j7"] if isinstance(m, Log)]
             (end,) = [m for m in mallory.results["j7"] if isinstance(m, RunEnd)]
             assert (end.status, end.exit_code, b"".join(logs)) == (
