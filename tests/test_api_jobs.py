@@ -84,3 +84,53 @@ async def test_job_routes(tmp_path):
             with trio.fail_after(5):
                 while x.compute.running:
                     await trio.sleep(0.02)  # the stopped guest has really stopped
+
+
+async def test_bad_requests_get_a_one_line_detail(tmp_path):
+    async with open_node(config(tmp_path, "x")) as x:
+        headers = {"Authorization": f"Bearer {x.config.api_token}"}
+        async with httpx.AsyncClient(base_url=x.api_url, headers=headers, timeout=10) as client:
+            digest = (await client.put("/api/v1/blobs", content=bytes(hello()))).json()["digest"]
+            spec = json.dumps({"task": {"module": digest}}).encode()
+            as_json = {"Content-Type": "application/json"}
+            bodies = [
+                (b"", as_json, 422, "no body"),
+                (spec, {"Content-Type": "text/plain"}, 422, "application/json"),
+                (b"{", as_json, 422, "not valid JSON"),
+                (b"[1]", as_json, 422, "JSON object"),
+                (b'{"name": "\xff"}', as_json, 400, "UTF-8"),
+                (b"[" * 100_000, as_json, 400, "UTF-8"),
+                (b'{"task": {}}', as_json, 400, "task.module is missing"),
+                (spec[:-1] + b', "name": "\\ud800"}', as_json, 400, "not valid Unicode"),
+            ]
+            for body, kind, status, words in bodies:
+                response = await client.post("/api/v1/jobs", content=body, headers=kind)
+                detail = response.json()["detail"]
+                assert response.status_code == status, (body[:20], response.text)
+                assert words in detail and "\n" not in detail, (body[:20], detail)
+            for path, words in [
+                ("/jobs?limit=ten", "limit 'ten' is not a whole number"),
+                ("/jobs/0000/wait?timeout=soon", "timeout 'soon' is not a number"),
+            ]:
+                response = await get(client, path)
+                assert response.status_code == 422 and words in response.json()["detail"]
+            assert (await get(client, "/jobs")).json() == []  # nothing bad was stored
+
+            # The token is checked before the body is read.
+            refused = await client.post(
+                "/api/v1/jobs", content=b"{", headers={**as_json, "Authorization": "Bearer no"}
+            )
+            assert refused.status_code == 401
+
+            # Hot routes answer the bytes FastAPI's JSONResponse would: compact UTF-8.
+            created = await client.post("/api/v1/jobs", content=spec, headers=as_json)
+            assert created.status_code == 201
+            assert created.headers["content-type"] == "application/json"
+            job = created.json()
+            assert (
+                created.content
+                == json.dumps(job, ensure_ascii=False, separators=(",", ":")).encode()
+            )
+            described = await get(client, f"/jobs/{job['id']}")
+            assert described.headers["content-type"] == "application/json"
+            assert described.json()["id"] == job["id"]

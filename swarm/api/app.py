@@ -33,18 +33,21 @@ class NodeView(Protocol):
 def create_app(node: NodeView, *, token: str | None, web_ui: bool = False) -> FastAPI:
     """The API app; with ``web_ui`` also the page at ``/`` and the summaries it polls."""
 
-    def require_token(request: Request) -> None:
-        if token is None:
+    expected = None if token is None else token.encode()
+
+    async def require_token(request: Request) -> None:
+        # async: FastAPI would run a plain `def` dependency in a worker thread, per request
+        if expected is None:
             return
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), expected):
             raise HTTPException(
                 status_code=401,
                 detail="missing or wrong bearer token: use SWARM_API_TOKEN from swarm.run",
                 headers={"WWW-Authenticate": "Bearer"},
             )
 
-    router = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
+    router = APIRouter()
 
     @router.get("/agent")
     async def agent() -> dict[str, Any]:
@@ -60,12 +63,15 @@ def create_app(node: NodeView, *, token: str | None, web_ui: bool = False) -> Fa
         """The membership table, this node first."""
         return [member_to_json(member) for member in node.members()]
 
-    router.include_router(jobs_router(getattr(node, "requester", None)))
-    if web_ui:
-        router.include_router(summary_router(getattr(node, "requester", None)))
+    requester = getattr(node, "requester", None)
+    authorized = [Depends(require_token)]
     app = FastAPI(title="swarm", docs_url=None, redoc_url=None, openapi_url=None)
-    app.include_router(router)
+    # The job routes first, each router straight under the app: routes are matched in
+    # order, and each level of include_router nesting adds a matching pass to every request.
+    app.include_router(jobs_router(requester), prefix="/api/v1", dependencies=authorized)
+    app.include_router(router, prefix="/api/v1", dependencies=authorized)
     if web_ui:
+        app.include_router(summary_router(requester), prefix="/api/v1", dependencies=authorized)
         app.include_router(page_router())  # no token: the page holds no data, the API does
     install_error_handlers(app)
     return app

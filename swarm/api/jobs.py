@@ -15,11 +15,16 @@
     GET  /api/v1/jobs/{id}/results/{exe}  one execution's results as .tar.zst
 
 A job is committed to the store before POST answers. Errors carry a one-line ``detail``.
+
+The job routes are the hot path of job throughput (a client submits, then long-polls each
+job), so they read the raw ``Request`` and answer prebuilt JSON bytes: FastAPI's parameter
+validation and response encoding would cost more than the routes' own work.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,6 +53,64 @@ def jobs_router(requester: RequesterService | None) -> APIRouter:
             )
         return requester
 
+    # Routes are matched in the order they are added: the hot ones (a client submits,
+    # then long-polls each job) come first.
+    @router.get("/jobs/{job_id}/wait")
+    async def wait(request: Request) -> Response:
+        timeout = _float_query(request.query_params, "timeout", 30.0)
+        service = need()
+        job_id = request.path_params["job_id"]
+        job = await _guard_async(service.wait(job_id, max(0.0, min(timeout, MAX_WAIT))))
+        return json_response(describe_json(service, job))
+
+    @router.get("/jobs/{job_id}")
+    async def describe(request: Request) -> Response:
+        service = need()
+        job_id = request.path_params["job_id"]
+        return json_response(describe_json(service, _guard(lambda: service.store.get_job(job_id))))
+
+    @router.post("/jobs", status_code=201)
+    async def submit(request: Request) -> Response:
+        body = await _json_object(request)
+        spec = _guard(lambda: JobSpec.from_dict(body))
+        service = need()
+        try:
+            job = _guard(lambda: service.submit(spec))
+        except UnicodeEncodeError:  # an escaped lone surrogate (\ud800): SQLite cannot keep it
+            raise HTTPException(
+                400, "the job spec holds text that is not valid Unicode: fix its strings"
+            ) from None
+        return json_response(job_json(job), status_code=201)
+
+    @router.get("/jobs")
+    async def list_jobs(request: Request) -> Response:
+        query = request.query_params
+        state = query.get("state")
+        limit = _int_query(query, "limit", 100)
+        states = _guard(lambda: parse_job_state(state)) if state else None
+        jobs = need().store.list_jobs(states, limit=min(limit, 10_000))
+        return json_response([job_json(j) for j in jobs])
+
+    @router.get("/jobs/{job_id}/executions")
+    async def executions(request: Request) -> Response:
+        service = need()
+        job_id = request.path_params["job_id"]
+        job = _guard(lambda: service.store.get_job(job_id))
+        return json_response([execution_json(e) for e in service.store.executions(job.id)])
+
+    @router.get("/jobs/{job_id}/events")
+    async def events(request: Request) -> Response:
+        service = need()
+        job_id = request.path_params["job_id"]
+        job = _guard(lambda: service.store.get_job(job_id))
+        return json_response([event_json(e) for e in service.store.events(job.id)])
+
+    @router.post("/jobs/{job_id}/stop")
+    async def stop(request: Request) -> Response:
+        service = need()
+        job_id = request.path_params["job_id"]
+        return json_response(describe_json(service, _guard(lambda: service.stop(job_id))))
+
     @router.put("/blobs")
     async def upload(request: Request) -> dict[str, str]:
         blobs = need().blobs
@@ -65,45 +128,6 @@ def jobs_router(requester: RequesterService | None) -> APIRouter:
     async def has_blob(digest: str) -> Response:
         blobs = need().blobs
         return Response(status_code=200 if _guard(lambda: blobs.has(digest)) else 404)
-
-    @router.post("/jobs", status_code=201)
-    async def submit(body: dict[str, Any]) -> dict[str, Any]:
-        spec = _guard(lambda: JobSpec.from_dict(body))
-        service = need()
-        job = _guard(lambda: service.submit(spec))
-        return job_json(job)
-
-    @router.get("/jobs")
-    async def list_jobs(state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        states = _guard(lambda: parse_job_state(state)) if state else None
-        return [job_json(j) for j in need().store.list_jobs(states, limit=min(limit, 10_000))]
-
-    @router.get("/jobs/{job_id}")
-    async def describe(job_id: str) -> dict[str, Any]:
-        return describe_json(need(), _guard(lambda: need().store.get_job(job_id)))
-
-    @router.get("/jobs/{job_id}/wait")
-    async def wait(job_id: str, timeout: float = 30.0) -> dict[str, Any]:
-        service = need()
-        job = await _guard_async(service.wait(job_id, max(0.0, min(timeout, MAX_WAIT))))
-        return describe_json(service, job)
-
-    @router.get("/jobs/{job_id}/executions")
-    async def executions(job_id: str) -> list[dict[str, Any]]:
-        service = need()
-        job = _guard(lambda: service.store.get_job(job_id))
-        return [execution_json(e) for e in service.store.executions(job.id)]
-
-    @router.get("/jobs/{job_id}/events")
-    async def events(job_id: str) -> list[dict[str, Any]]:
-        service = need()
-        job = _guard(lambda: service.store.get_job(job_id))
-        return [event_json(e) for e in service.store.events(job.id)]
-
-    @router.post("/jobs/{job_id}/stop")
-    async def stop(job_id: str) -> dict[str, Any]:
-        service = need()
-        return describe_json(service, _guard(lambda: service.stop(job_id)))
 
     @router.get("/jobs/{job_id}/logs")
     async def logs(job_id: str, follow: bool = False) -> StreamingResponse:
@@ -148,6 +172,64 @@ def install_error_handlers(app) -> None:
     async def swarm_error(_request: Request, exc: SwarmError) -> JSONResponse:
         status = 404 if isinstance(exc, NotFound) else 400 if isinstance(exc, ConfigError) else 500
         return JSONResponse({"detail": str(exc)}, status_code=status)
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def json_response(payload: Any, *, status_code: int = 200) -> Response:
+    """The bytes FastAPI's JSONResponse would send (compact UTF-8, no NaN), without its
+    jsonable_encoder and response validation: ``payload`` is already plain dicts, lists,
+    strings, numbers and None."""
+    return Response(
+        _ENCODER.encode(payload).encode(), status_code=status_code, media_type="application/json"
+    )
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object, or a one-line 422 (400 if it is not UTF-8)."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    maintype, _, subtype = media_type.partition("/")
+    if maintype != "application" or not (subtype == "json" or subtype.endswith("+json")):
+        raise HTTPException(422, "the job spec must be sent as Content-Type: application/json")
+    raw = await request.body()
+    if not raw:
+        raise HTTPException(422, "the request has no body: send the job spec as a JSON object")
+    try:
+        body = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise HTTPException(422, f"the job spec is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError):  # not UTF-8, or nested too deep to parse
+        raise HTTPException(
+            400, "the job spec cannot be parsed (not UTF-8, or nested too deep): send UTF-8 JSON"
+        ) from None
+    if not isinstance(body, dict):
+        raise HTTPException(422, 'the job spec must be a JSON object, like {"task": {...}}')
+    return body
+
+
+def _int_query(query: Mapping[str, str], name: str, default: int) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise HTTPException(
+            422, f"{name} {raw[:40]!r} is not a whole number, like {name}={default}"
+        ) from None
+
+
+def _float_query(query: Mapping[str, str], name: str, default: float) -> float:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise HTTPException(
+            422, f"{name} {raw[:40]!r} is not a number of seconds, like {name}={default:g}"
+        ) from None
 
 
 def _guard(call):
