@@ -232,8 +232,8 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
         requester = None
         if store is not None:
 
-            async def publish(announce) -> None:
-                await pubsub.publish(JOBS_TOPIC, schema.encode(announce))
+            async def publish(announces) -> None:
+                await pubsub.publish(JOBS_TOPIC, schema.encode(announces))
 
             def compute_peers() -> set[str]:
                 return {

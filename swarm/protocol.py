@@ -2,9 +2,9 @@
 
 How one job travels (see ARCHITECTURE.md, "The path of one job"):
 
-    gossip /swarm/1/jobs        requester → all   JobAnnounce (signed by the requester)
-    stream /swarm/1/bid/1       compute → req.    Bid | Decline
-                                req. → compute    Award (with the full spec) | Reject | Ack
+    gossip /swarm/1/jobs        requester → all   JobAnnounces: JobAnnounce+ (signed)
+    stream /swarm/1/bid/1       compute → req.    Answers: Bid*, Decline* (one per job)
+                                req. → compute    Replies: Award* (with the full spec), Reject*
     stream /swarm/1/blob/1      compute → req.    BlobGet
                                 req. → compute    BlobMeta, BlobChunk*, BlobEnd | Failure
     stream /swarm/1/result/1    compute → req.    ResultStart
@@ -18,6 +18,10 @@ Bid and result streams carry one exchange after another (a compute node reuses t
 opening a libp2p stream costs several messages' worth); each exchange opens with a
 request that gets a reply, so a reused stream that died is found out before anything
 else is sent on it.
+
+Placement is batched: the jobs a requester places at the same moment go out in one
+signed gossip message, and a compute node answers all of them in one exchange (a burst
+of jobs costs a few messages, not a few per job; one job is a batch of one).
 
 Announces carry what bidding needs and nothing more (no module bytes, no env or args);
 the award carries the spec, over a stream whose peer Noise has authenticated. Every
@@ -35,7 +39,9 @@ BID_PROTOCOL = "/swarm/1/bid/1.0.0"
 BLOB_PROTOCOL = "/swarm/1/blob/1.0.0"
 RESULT_PROTOCOL = "/swarm/1/result/1.0.0"
 CANCEL_PROTOCOL = "/swarm/1/cancel/1.0.0"
-MAX_ANNOUNCE = 64 * 1024
+MAX_ANNOUNCE = 64 * 1024  # one job's announce, encoded
+MAX_BATCH = 16  # jobs per announce message (and answers per exchange)
+MAX_ANNOUNCES = 256 * 1024  # one announce message, encoded (gossip's limit is 1 MiB)
 _ID = {"max": 128}
 
 
@@ -64,6 +70,14 @@ class JobAnnounce:
             target=self.target,
             count=self.count,
         )
+
+
+@dataclass(frozen=True)
+class JobAnnounces:
+    """One message on the jobs topic: every announce in it is by the gossip author."""
+
+    TYPE = "job.announces"
+    announces: tuple[JobAnnounce, ...] = field(metadata={"max": MAX_BATCH})
 
 
 @dataclass(frozen=True)
@@ -96,6 +110,24 @@ class Reject:
     TYPE = "reject"
     job_id: str = field(metadata=_ID)
     reason: str
+
+
+@dataclass(frozen=True)
+class Answers:
+    """A compute node's answers to the jobs of one announce message."""
+
+    TYPE = "answers"
+    bids: tuple[BidMessage, ...] = field(default=(), metadata={"max": MAX_BATCH})
+    declines: tuple[DeclineMessage, ...] = field(default=(), metadata={"max": MAX_BATCH})
+
+
+@dataclass(frozen=True)
+class Replies:
+    """The requester's reply to ``Answers``: an award or a reject for each bid."""
+
+    TYPE = "replies"
+    awards: tuple[Award, ...] = field(default=(), metadata={"max": MAX_BATCH})
+    rejects: tuple[Reject, ...] = field(default=(), metadata={"max": MAX_BATCH})
 
 
 @dataclass(frozen=True)

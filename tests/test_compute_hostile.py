@@ -31,18 +31,19 @@ from swarm.protocol import (
     CANCEL_PROTOCOL,
     RESULT_PROTOCOL,
     Ack,
+    Answers,
     Award,
-    BidMessage,
     BlobChunk,
     BlobEnd,
     BlobGet,
     BlobMeta,
     Cancel,
-    DeclineMessage,
     Failure,
     JobAnnounce,
+    JobAnnounces,
     Log,
     Outputs,
+    Replies,
     ResultEnd,
     ResultStart,
     RunEnd,
@@ -82,25 +83,28 @@ class Mallory:
             resources=ResourceRequest(cpu=0.1, memory=64 << 20),
             addresses=tuple(listen_addresses(self.host)),
         )
-        await self.pubsub.publish(JOBS_TOPIC, schema.encode(message))
+        await self.pubsub.publish(JOBS_TOPIC, schema.encode(JobAnnounces((message,))))
 
     async def on_bid(self, stream: FramedStream) -> None:
-        answer = await stream.receive(BidMessage, DeclineMessage)
-        assert isinstance(answer, BidMessage), answer
+        answers = await stream.receive(Answers)
+        (answer,) = answers.bids
+        assert not answers.declines, answers
         self.bids.append(answer.job_id)
         behaviour = self.script[answer.job_id]
         self.executions += 1
         award = Award(answer.job_id, f"exec-{self.executions:04d}", spec())
         if behaviour == "award for another job":
-            await stream.send(Award("some-other-job", award.execution_id, spec()))
+            await stream.send(Replies((Award("some-other-job", award.execution_id, spec()),)))
         elif behaviour == "award for another module":
-            await stream.send(Award(answer.job_id, award.execution_id, spec(OTHER)))
+            await stream.send(Replies((Award(answer.job_id, award.execution_id, spec(OTHER)),)))
+        elif behaviour == "award twice":
+            await stream.send(Replies((award, award)))
         elif behaviour == "garbage":
             await stream.send_raw(b"\x00\x00\x00\x04\xc1\xc1\xc1\xc1")
         elif behaviour == "hang up":
             await stream.reset()
         else:  # "wrong module bytes", "garbage ack", "good"
-            await stream.send(award)
+            await stream.send(Replies((award,)))
 
     async def on_blob(self, stream: FramedStream) -> None:
         request = await stream.receive(BlobGet)
@@ -152,6 +156,7 @@ async def test_bad_replies_to_a_compute_node_are_dropped_counted_and_harmless(tm
             for job_id, behaviour, counted in (
                 ("j1", "award for another job", 1),
                 ("j2", "award for another module", 1),
+                ("j2b", "award twice", 1),
                 ("j3", "garbage", 1),
                 ("j4", "hang up", 0),  # a requester going away is not a bad message
             ):

@@ -43,8 +43,10 @@ from swarm.p2p.streams import FramedStream, open_stream, serve_protocol
 from swarm.protocol import (
     BID_PROTOCOL,
     BLOB_PROTOCOL,
+    MAX_BATCH,
     RESULT_PROTOCOL,
     Ack,
+    Answers,
     BidMessage,
     BlobChunk,
     BlobEnd,
@@ -53,8 +55,10 @@ from swarm.protocol import (
     DeclineMessage,
     Failure,
     JobAnnounce,
+    JobAnnounces,
     Log,
     Reject,
+    Replies,
     ResultEnd,
     ResultStart,
     RunEnd,
@@ -79,18 +83,25 @@ class JobsMallory(Mallory):
         return message
 
 
-def announce(requester: str, job_id: str, seq: int | None = None, **kwargs) -> bytes:
-    return schema.encode(
-        JobAnnounce(
-            job_id=job_id,
-            requester=requester,
-            seq=time.time_ns() if seq is None else seq,
-            module=SOME_MODULE,
-            module_size=100,
-            resources=ResourceRequest(cpu=0.1, memory=1 << 20),
-            **kwargs,
-        )
+def one_announce(requester: str, job_id: str, seq: int | None = None, **kwargs) -> JobAnnounce:
+    return JobAnnounce(
+        job_id=job_id,
+        requester=requester,
+        seq=time.time_ns() if seq is None else seq,
+        module=SOME_MODULE,
+        module_size=100,
+        resources=ResourceRequest(cpu=0.1, memory=1 << 20),
+        **kwargs,
     )
+
+
+def announce(requester: str, job_id: str, seq: int | None = None, **kwargs) -> bytes:
+    """An announce message holding one job."""
+    return schema.encode(JobAnnounces((one_announce(requester, job_id, seq, **kwargs),)))
+
+
+def batch(*announces: JobAnnounce) -> bytes:
+    return schema.encode(JobAnnounces(announces))
 
 
 def frame_map(body) -> bytes:
@@ -114,10 +125,11 @@ async def attacker_of(node):
         answers: list[BidMessage | DeclineMessage] = []
 
         async def on_bid(stream: FramedStream) -> None:
-            answer = await stream.receive(BidMessage, DeclineMessage)
-            answers.append(answer)
-            if isinstance(answer, BidMessage):
-                await stream.send(Reject(answer.job_id, "not you"))
+            message = await stream.receive(Answers)
+            answers.extend((*message.bids, *message.declines))
+            await stream.send(
+                Replies(rejects=tuple(Reject(b.job_id, "not you") for b in message.bids))
+            )
 
         serve_protocol(host, BID_PROTOCOL, on_bid, drops=DropCounter())
         await host.connect(info_from_p2p_addr(multiaddr.Multiaddr(node.addresses[0])))
@@ -154,20 +166,27 @@ async def test_bad_job_announces_are_dropped_counted_and_get_no_bid(tmp_path):
             x_id,
             mallory.message(b"\xc1 not msgpack"),
             mallory.message(schema.encode(Ack())),  # msgpack, but not an announce
-            mallory.message(announce(me, "huge") + b"\x00" * (65 * 1024)),
+            mallory.message(announce(me, "huge") + b"\x00" * (257 * 1024)),
             mallory.message(announce(str(someone_else), "impostor")),
             mallory.message(announce(me, "unsigned"), sign=False),
             mallory.message(announce(me, "foreign-author"), from_id=someone_else.to_bytes()),
             bad_signature,
             mallory.message(announce(me, "stale", now - 3600 * 10**9)),
             mallory.message(announce(me, "future", now + 3600 * 10**9)),
+            # One bad announce drops its whole message, the good ones in it too.
+            mallory.message(batch(one_announce(me, "ok-1"), one_announce(str(someone_else), "x"))),
+            mallory.message(
+                batch(one_announce(me, "ok-2"), one_announce(me, "old", now - 3600 * 10**9))
+            ),
+            mallory.message(batch(one_announce(me, "twice", now), one_announce(me, "twice", now))),
+            mallory.message(batch(*(one_announce(me, f"many-{i}") for i in range(MAX_BATCH + 1)))),
         )
         genuine = announce(me, "genuine", now)
         mallory.send(x_id, mallory.message(genuine))
         await wait_until(lambda: mallory.answers, what="x to answer the genuine announce")
         mallory.send(x_id, mallory.message(genuine))  # the same announce in a new message
         expected = drops_plus(
-            malformed=2, oversized=1, author_mismatch=1, forged=3, stale=1, future=1, replayed=1
+            malformed=3, oversized=1, author_mismatch=2, forged=3, stale=2, future=1, replayed=2
         )
         await wait_until(lambda: x.dropped() == expected, what=f"drops {expected}")
         await trio.sleep(0.3)  # room for a wrongful bid to arrive
@@ -203,7 +222,7 @@ async def refused(mallory, node, protocol: str, *frames: bytes, half_close=False
         await stream.stream.close()
     with trio.fail_after(5):
         with pytest.raises(ProtocolError) as excinfo:
-            reply = await stream.receive(Ack, BlobMeta, Failure, Reject)
+            reply = await stream.receive(Ack, BlobMeta, Failure, Reject, Replies)
             raise AssertionError(f"{protocol} answered {reply}")
     assert "ended" in str(excinfo.value), excinfo.value  # a reset, not some reply
 
@@ -216,15 +235,16 @@ def bad_streams(protocol: str, wrong_type) -> list[tuple[bytes, ...]]:
         (frame_map([1, 2, 3]),),  # msgpack, not a map
         (struct.pack(">I", wire.MAX_FRAME + 1) + b"\x00" * 64,),  # oversized frame header
         (frame_map(body),),  # a valid message of the wrong type
-        (frame_map({"type": protocol_type(protocol), "v": 1, "job_id": 7}),),  # bad fields
-        (frame_map({**body, "type": protocol_type(protocol), "v": 99}),),  # unknown version
+        (frame_map(BAD_FIELDS[protocol]),),  # the right type with a field of the wrong type
+        (frame_map({**BAD_FIELDS[protocol], "v": 99}),),  # unknown version
     ]
 
 
-def protocol_type(protocol: str) -> str:
-    return {BID_PROTOCOL: "bid", BLOB_PROTOCOL: "blob.get", RESULT_PROTOCOL: "result.start"}[
-        protocol
-    ]
+BAD_FIELDS = {
+    BID_PROTOCOL: {"type": "answers", "v": 1, "bids": 7},
+    BLOB_PROTOCOL: {"type": "blob.get", "v": 1, "digest": 7},
+    RESULT_PROTOCOL: {"type": "result.start", "v": 1, "job_id": 7},
+}
 
 
 def tree(root) -> dict[str, bytes]:
@@ -250,6 +270,9 @@ async def test_bad_streams_to_a_requester_are_reset_counted_and_harmless(tmp_pat
             # half a frame, then the attacker stops writing
             await refused(mallory, x, protocol, frame_map({"a": 1})[:-2], half_close=True)
             count += 1
+        twice = Answers(bids=(unknown_bid,), declines=(DeclineMessage("no-such-job", "busy"),))
+        await refused(mallory, x, BID_PROTOCOL, wire.frame(schema.to_map(twice)))
+        count += 1
         await wait_until(
             lambda: x.dropped() == drops_plus(malformed=count), what=f"{count} malformed"
         )
@@ -292,14 +315,15 @@ async def test_bad_streams_to_a_requester_are_reset_counted_and_harmless(tmp_pat
 
         # Well-formed requests are answered, and are not drops: a late bid is rejected,
         # a late decline closed, a missing module refused, an existing one served.
+        closed = Replies(rejects=(Reject("no-such-job", "bidding has closed"),))
         stream = await open_stream(mallory.host, x.peer_id, BID_PROTOCOL)
-        await stream.send(unknown_bid)
-        assert await stream.receive(Reject) == Reject("no-such-job", "bidding has closed")
+        await stream.send(Answers(bids=(unknown_bid,)))
+        assert await stream.receive(Replies) == closed
         stream = await open_stream(mallory.host, x.peer_id, BID_PROTOCOL)
-        await stream.send(DeclineMessage("no-such-job", "busy"))
-        assert await stream.receive(Ack) == Ack()
-        await stream.send(unknown_bid)  # the same stream serves the next answer
-        assert await stream.receive(Reject) == Reject("no-such-job", "bidding has closed")
+        await stream.send(Answers(declines=(DeclineMessage("no-such-job", "busy"),)))
+        assert await stream.receive(Replies) == Replies()
+        await stream.send(Answers(bids=(unknown_bid,)))  # the same stream serves the next
+        assert await stream.receive(Replies) == closed
         stream = await open_stream(mallory.host, x.peer_id, BLOB_PROTOCOL)
         await stream.send(BlobGet(SOME_MODULE))
         assert isinstance(await stream.receive(Failure), Failure)

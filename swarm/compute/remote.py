@@ -1,13 +1,14 @@
 """The compute role on the network: job announces in, bids and results out.
 
-``AnnounceListener`` validates announces inside gossipsub (before they are delivered or
-forwarded): size, schema, the signed gossip author must be the requester named inside,
-and a (job, seq) seen before or issued too far from now is a replay. For each announce
-that passes, the node decides (``ComputeService.consider``) and answers the requester on
-a bid stream, dialling it at the addresses the announce carries (the requester need not
-be a direct neighbour). An award arrives on the same stream; the execution then talks to
-the requester through a ``RemoteRequester``. The awarding requester may cancel it on
-the cancel protocol.
+``AnnounceListener`` validates announce messages inside gossipsub (before they are
+delivered or forwarded): size, schema, the signed gossip author must be the requester
+named in every announce, and a (job, seq) seen before or issued too far from now is a
+replay; one bad announce drops the whole message. For the jobs of a message that passes,
+the node decides (``ComputeService.consider``, job by job: each bid reserves room) and
+answers the requester in one exchange on a bid stream, dialling it at the addresses the
+announces carry (the requester need not be a direct neighbour). The awards come back in
+the reply; each execution then talks to the requester through a ``RemoteRequester``. The
+awarding requester may cancel it on the cancel protocol.
 """
 
 from __future__ import annotations
@@ -42,9 +43,10 @@ from swarm.protocol import (
     BID_PROTOCOL,
     BLOB_PROTOCOL,
     CANCEL_PROTOCOL,
-    MAX_ANNOUNCE,
+    MAX_ANNOUNCES,
     RESULT_PROTOCOL,
     Ack,
+    Answers,
     Award,
     BidMessage,
     BlobChunk,
@@ -55,7 +57,8 @@ from swarm.protocol import (
     DeclineMessage,
     Failure,
     JobAnnounce,
-    Reject,
+    JobAnnounces,
+    Replies,
     ResultStart,
 )
 from swarm.storage.blobs import BlobStore
@@ -89,10 +92,11 @@ class AnnounceListener:
                 if ID(message.from_id) == self.pubsub.my_id:
                     continue  # our own jobs reach our compute role in-process
                 try:
-                    announce = schema.decode(message.data, JobAnnounce, max_size=MAX_ANNOUNCE)
+                    batch = schema.decode(message.data, JobAnnounces, max_size=MAX_ANNOUNCES)
                 except ProtocolError:
                     continue  # counted by the validator
-                nursery.start_soon(self._answer, announce, nursery)
+                if batch.announces:
+                    nursery.start_soon(self._answer, batch.announces, nursery)
 
     async def _on_cancel(self, stream: FramedStream) -> None:
         """A requester stops an execution it awarded us (Noise vouches for its peer id)."""
@@ -103,6 +107,8 @@ class AnnounceListener:
             await stream.send(Failure(f"no execution {cancel.execution_id} of yours runs here"))
 
     def validate(self, forwarder: ID, message: rpc_pb2.Message) -> bool:
+        if forwarder == self.pubsub.my_id:
+            return True  # our own message, on its way out
         try:
             reason = self._judge(message)
         except Exception:
@@ -113,24 +119,30 @@ class AnnounceListener:
         return False
 
     def _judge(self, message: rpc_pb2.Message) -> DropReason | None:
-        if len(message.data) > MAX_ANNOUNCE:
+        if len(message.data) > MAX_ANNOUNCES:
             return DropReason.OVERSIZED
         try:
-            announce = schema.decode(message.data, JobAnnounce, max_size=MAX_ANNOUNCE)
+            batch = schema.decode(message.data, JobAnnounces, max_size=MAX_ANNOUNCES)
         except ProtocolError:
             return DropReason.MALFORMED
-        if announce.requester != str(ID(message.from_id)):
-            return DropReason.AUTHOR_MISMATCH
-        age = time.time() - announce.seq / 1e9
-        if age > MAX_SKEW:
-            return DropReason.STALE
-        if age < -MAX_SKEW:
-            return DropReason.FUTURE
-        key = (announce.job_id, announce.seq)
-        if key in self._seen:
-            return DropReason.REPLAYED
-        self._seen[key] = None
-        if len(self._seen) > _REMEMBER:
+        author = str(ID(message.from_id))
+        now = time.time()
+        keys = set()
+        for announce in batch.announces:
+            if announce.requester != author:
+                return DropReason.AUTHOR_MISMATCH
+            age = now - announce.seq / 1e9
+            if age > MAX_SKEW:
+                return DropReason.STALE
+            if age < -MAX_SKEW:
+                return DropReason.FUTURE
+            key = (announce.job_id, announce.seq)
+            if key in self._seen or key in keys:
+                return DropReason.REPLAYED
+            keys.add(key)
+        for key in keys:
+            self._seen[key] = None
+        while len(self._seen) > _REMEMBER:
             self._seen.popitem(last=False)
         return None
 
@@ -146,32 +158,39 @@ class AnnounceListener:
             nursery.start_soon(oldest.aclose)
         return requester
 
-    async def _answer(self, announce: JobAnnounce, nursery: trio.Nursery) -> None:
-        decision = self.compute.consider(announce)
-        requester = self._requester(announce, nursery)
-        try:
-            if not isinstance(decision, Bid):
-                await requester.decline(
-                    DeclineMessage(announce.job_id, decision.reason, busy=decision.busy)
-                )
-                return
-            reply = await requester.bid(
-                BidMessage(
+    async def _answer(self, announces: tuple[JobAnnounce, ...], nursery: trio.Nursery) -> None:
+        """Decide every job of one announce message and answer the requester in one go."""
+        bids: dict[str, BidMessage] = {}
+        declines = []
+        for announce in announces:
+            decision = self.compute.consider(announce)
+            if isinstance(decision, Bid):
+                bids[announce.job_id] = BidMessage(
                     announce.job_id, decision.has_data, decision.capacity, decision.queue_length
                 )
-            )
+            else:
+                declines.append(DeclineMessage(announce.job_id, decision.reason, decision.busy))
+        requester = self._requester(announces[0], nursery)
+        try:
+            replies = await requester.answer(Answers(tuple(bids.values()), tuple(declines)))
         except (ProtocolError, trio.TooSlowError) as exc:
-            logger.debug("answer to %s went unanswered: %s", announce.job_id, exc)
-            self.compute.release(announce.job_id)
+            logger.debug("answers to %s went unanswered: %s", announces[0].requester, exc)
+            for job_id in bids:
+                self.compute.release(job_id)
             return
-        if isinstance(reply, Reject) or not _award_matches(reply, announce):
-            self.compute.release(announce.job_id)
-            if isinstance(reply, Award):
-                self.drops.count(DropReason.MALFORMED)
-            return
-        nursery.start_soon(
-            partial(self.compute.execute, reply, requester, requester=announce.requester)
-        )
+        awards = {award.job_id: award for award in replies.awards}
+        for announce in announces:
+            if announce.job_id not in bids:
+                continue
+            award = awards.get(announce.job_id)
+            if award is None or not _award_matches(award, announce):
+                self.compute.release(announce.job_id)
+                if award is not None:
+                    self.drops.count(DropReason.MALFORMED)
+                continue
+            nursery.start_soon(
+                partial(self.compute.execute, award, requester, requester=announce.requester)
+            )
 
 
 def _award_matches(award: Award, announce: JobAnnounce) -> bool:
@@ -225,21 +244,18 @@ class RemoteRequester:
             count_if_malformed(self.drops, exc)
             raise
 
-    async def decline(self, message: DeclineMessage) -> None:
+    async def answer(self, answers: Answers) -> Replies:
+        """Send bids and declines; the reply holds the requester's decision on each bid."""
         with self._counted():
-            stream, _ = await self._bids.request(message, Ack, timeout=AWARD_TIMEOUT)
-        await self._bids.give_back(stream)
-
-    async def bid(self, message: BidMessage) -> Award | Reject:
-        """Send a bid and wait for the requester's decision."""
-        with self._counted():
-            stream, reply = await self._bids.request(message, Award, Reject, timeout=AWARD_TIMEOUT)
-        if reply.job_id != message.job_id:
+            stream, replies = await self._bids.request(answers, Replies, timeout=AWARD_TIMEOUT)
+        bid_for = {bid.job_id for bid in answers.bids}
+        replied = [r.job_id for r in (*replies.awards, *replies.rejects)]
+        if len(set(replied)) != len(replied) or not set(replied) <= bid_for:
             await self._bids.discard(stream)
             self.drops.count(DropReason.MALFORMED)
-            raise ProtocolError(f"reply for job {reply.job_id}, not {message.job_id}")
+            raise ProtocolError("replies for jobs not bid for, or twice for one job")
         await self._bids.give_back(stream)
-        return reply
+        return replies
 
     async def fetch_module(self, digest: str, blobs: BlobStore) -> None:
         stream = await self.open(BLOB_PROTOCOL)

@@ -25,16 +25,19 @@ from swarm.protocol import (
     CANCEL_PROTOCOL,
     RESULT_PROTOCOL,
     Ack,
+    Answers,
+    Award,
     BidMessage,
     BlobChunk,
     BlobEnd,
     BlobGet,
     BlobMeta,
     Cancel,
-    DeclineMessage,
     Failure,
     Log,
     Outputs,
+    Reject,
+    Replies,
     ResultEnd,
     ResultStart,
     RunEnd,
@@ -48,20 +51,14 @@ logger = logging.getLogger(__name__)
 
 def serve_requester_protocols(host: IHost, requester: RequesterService, drops: DropCounter) -> None:
     async def on_bid(stream: FramedStream) -> None:
-        # One answer after another on the same stream (compute nodes reuse their streams).
+        # One exchange after another on the same stream (compute nodes reuse their streams):
+        # a node's answers to the jobs of one announce message, then our replies to its bids.
         peer = stream.peer_id
-        while (message := await stream.receive_or_end(BidMessage, DeclineMessage)) is not None:
-            if isinstance(message, DeclineMessage):
-                decline = Decline(message.job_id, peer, message.reason, message.busy)
-                await requester.handle_bid(peer, decline)
-                await stream.send(Ack())
-                continue
-            bid = Bid(
-                message.job_id, peer, message.has_data, message.capacity, message.queue_length
-            )
-            reply = await requester.handle_bid(peer, bid)
-            if reply is not None:
-                await stream.send(reply)
+        while (answers := await stream.receive_or_end(Answers)) is not None:
+            job_ids = [a.job_id for a in (*answers.bids, *answers.declines)]
+            if len(set(job_ids)) != len(job_ids):
+                raise ProtocolError("two answers for one job")
+            await stream.send(await _replies(requester, peer, answers))
 
     async def on_blob(stream: FramedStream) -> None:
         request = await stream.receive(BlobGet)
@@ -113,6 +110,25 @@ def serve_requester_protocols(host: IHost, requester: RequesterService, drops: D
         (RESULT_PROTOCOL, on_result),
     ):
         serve_protocol(host, protocol, handler, drops=drops)
+
+
+async def _replies(requester: RequesterService, peer: str, answers: Answers) -> Replies:
+    """Hand the declines to their rounds, then wait for every bid's award or reject."""
+    for message in answers.declines:
+        await requester.handle_bid(
+            peer, Decline(message.job_id, peer, message.reason, message.busy)
+        )
+    replies: list[Award | Reject] = []
+
+    async def reply_to(message: BidMessage) -> None:
+        bid = Bid(message.job_id, peer, message.has_data, message.capacity, message.queue_length)
+        replies.append(await requester.handle_bid(peer, bid))
+
+    async with trio.open_nursery() as nursery:
+        for message in answers.bids:
+            nursery.start_soon(reply_to, message)
+    awards = tuple(r for r in replies if isinstance(r, Award))
+    return Replies(awards, tuple(r for r in replies if isinstance(r, Reject)))
 
 
 CANCEL_TIMEOUT = 5.0

@@ -1,7 +1,8 @@
 """The requester role: accept jobs, place them, keep them placed, collect results.
 
 How one job is placed (``_place``): the job is already persisted. The requester
-publishes a signed ``JobAnnounce``, offers the job to its own compute role in-process (a
+publishes a signed ``JobAnnounce`` (together with the other rounds of the moment, see
+``AnnounceBatcher``), offers the job to its own compute role in-process (a
 hybrid node pays no network round trip to itself), and collects answers until every
 healthy compute node it knows of has answered or the bid window closes. The pure
 ``swarm.requester.decisions`` then says what to do: award the best bids (the others get
@@ -48,7 +49,8 @@ from swarm.errors import ConfigError, NotFound, ProtocolError
 from swarm.jobspec import JobSpec
 from swarm.lifecycle import ExecutionState, JobState
 from swarm.placement import Bid, Decline, short_peer_id
-from swarm.protocol import Award, Cancel, JobAnnounce, Reject, ResultStart
+from swarm.protocol import Award, Cancel, JobAnnounce, JobAnnounces, Reject, ResultStart
+from swarm.requester.batching import AnnounceBatcher
 from swarm.requester.bidding import Bidding
 from swarm.requester.decisions import Outcome, decide_round, final_state, standing
 from swarm.requester.local import LocalLink
@@ -110,7 +112,7 @@ class RequesterService:
         store: JobStore,
         results: ResultStore,
         blobs: BlobStore,
-        publish: Callable[[JobAnnounce], Awaitable[None]],
+        publish: Callable[[JobAnnounces], Awaitable[None]],
         compute_peers: Callable[[], set[str]],
         liveness: Liveness,
         send_cancel: Callable[[str, Cancel], Awaitable[None]],
@@ -121,7 +123,7 @@ class RequesterService:
         self.store = store
         self.results = results
         self.blobs = blobs
-        self._publish = publish
+        self._announcer = AnnounceBatcher(publish)
         self._compute_peers = compute_peers
         self._liveness = liveness
         self._send_cancel = send_cancel
@@ -154,6 +156,7 @@ class RequesterService:
             self._nursery = nursery
             self._started = self._clock()
             self._recover()
+            nursery.start_soon(self._announcer.run)
             nursery.start_soon(self._requeue_loop)
             nursery.start_soon(self._watch_loop)
             task_status.started()
@@ -265,7 +268,7 @@ class RequesterService:
         self._bidding[job.id] = bidding
         try:
             if peers:
-                await self._publish(announce)
+                await self._announcer.publish(announce)
             if self._local is not None:
                 bidding.answer(self._local.consider(announce))
             with trio.move_on_after(self.settings.bid_window):
