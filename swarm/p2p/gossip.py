@@ -22,9 +22,11 @@ Library defaults this module replaces, each measured on py-libp2p 0.8.1:
   yamux, its locks and its flow control: ``GuardedPubsub`` hands it a buffered stream.
 
 Strict signing stays on: every message carries its author's signature. The guard in
-``GuardedPubsub`` checks that signature first itself, to count forgeries (the library
-drops them without trace), and keeps exceptions raised while handling a hostile message
-from tearing the whole pubsub service down.
+``GuardedPubsub`` checks that signature itself, once, before anything else, to count
+forgeries (the library drops them without trace): the library's own second check of the
+same signature, and its check of every message this node itself publishes, are skipped
+(``publish`` signs as the library does). The guard also keeps exceptions raised while
+handling a hostile message from tearing the whole pubsub service down.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
-from libp2p.pubsub.validators import signature_validator
+from libp2p.pubsub.validators import PUBSUB_SIGNING_PREFIX, signature_validator
 from libp2p.tools.anyio_service import background_trio_service
 
 from swarm.p2p.drops import DropCounter, DropReason
@@ -148,6 +150,18 @@ class GuardedPubsub(Pubsub):
     def __init__(self, host: IHost, router: GossipSub, *, drops: DropCounter) -> None:
         super().__init__(host, router, strict_signing=True)
         self.drops = drops
+        # ``push_msg`` below checks signatures (once); the library's flag would check again.
+        self.strict_signing = False
+
+    async def publish(self, topic_id: str, data: bytes) -> None:
+        """Publish ``data`` signed by this node (what the library does with strict signing)."""
+        message = rpc_pb2.Message(
+            data=data, topicIDs=[topic_id], from_id=self.my_id.to_bytes(), seqno=self._next_seqno()
+        )
+        payload = PUBSUB_SIGNING_PREFIX.encode() + message.SerializeToString()
+        message.signature = self.sign_key.sign(payload)
+        message.key = self.host.get_public_key().serialize()
+        await self.push_msg(self.my_id, message)
 
     async def continuously_read_stream(self, stream: INetStream) -> None:
         await super().continuously_read_stream(BufferedReads(stream))  # type: ignore[arg-type]
