@@ -2,8 +2,10 @@
 
 A ``Bidding`` lives while a requester waits for answers to an announce: it knows which
 compute nodes it expects to hear from (the healthy ones in the membership table), takes
-every bid or decline as it arrives, and says when all expected nodes have answered, so
-the requester need not wait out the whole bid window. After the decision each bidder's
+every bid or decline as it arrives, and says when it has heard enough (``answered``): all
+expected nodes, or a bid from the ``preferred`` node (the one whose room has just freed
+up, offered to the oldest waiting job), so the requester need not wait out the whole bid
+window. After the decision each bidder's
 reply (an award or a reject) is handed to whoever is waiting for it: the bid stream's
 handler for a remote node, the requester itself for its own compute role.
 """
@@ -19,23 +21,39 @@ from swarm.protocol import Award, Reject
 
 
 class Bidding:
-    def __init__(self, job_id: str, expected: Iterable[str]) -> None:
+    def __init__(
+        self,
+        job_id: str,
+        expected: Iterable[str],
+        *,
+        preferred: str | None = None,
+        needs_data: bool = False,
+    ) -> None:
         self.job_id = job_id
         self.expected = set(expected)
+        self.preferred = preferred
+        self.needs_data = needs_data  # the preferred node's bid counts if it holds the data
         self.answers: dict[str, Bid | Decline] = {}
-        self.all_answered = trio.Event()
+        self.answered = trio.Event()
         self._replies: dict[str, Award | Reject] = {}
         self._decided = trio.Event()
         if not self.expected:
-            self.all_answered.set()
+            self.answered.set()
 
     def answer(self, decision: Bid | Decline) -> None:
         """Record a node's answer; a node answers once (later answers are ignored)."""
         if decision.peer_id in self.answers or self._decided.is_set():
             return
         self.answers[decision.peer_id] = decision
-        if self.expected <= self.answers.keys():
-            self.all_answered.set()
+        if self.expected <= self.answers.keys() or self._preferred_bid(decision):
+            self.answered.set()
+
+    def _preferred_bid(self, decision: Bid | Decline) -> bool:
+        return (
+            decision.peer_id == self.preferred
+            and isinstance(decision, Bid)
+            and (decision.has_data or not self.needs_data)
+        )
 
     @property
     def bids(self) -> list[Bid]:

@@ -14,7 +14,11 @@ Keeping jobs placed:
 - queued jobs are announced again when capacity frees up (one of our executions ends),
   when a compute node joins, and every ``requeue_interval`` seconds, oldest first, one per
   sign of room (``JobQueue``); while rounds find room to spare the next ones follow at
-  once; while every fitting node is busy, new jobs join the queue's end without a round;
+  once. Room freed by an ended execution goes to the oldest waiting job: the round takes
+  that node's bid without waiting for the others (our own node's is taken without even
+  announcing), unless the job needs several nodes, ran there before, or needs data the
+  node does not hold. Once every fitting node is busy, new jobs join the queue's end
+  without a round until it has drained (or a round finds no node busy);
   a queue timeout fails the job with the reasons of its last round; a round that every
   expected node leaves unanswered is tried again a few times before the job fails;
 - an execution whose node is lost (result stream cut, heartbeats missed, restarted,
@@ -37,7 +41,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -46,7 +50,7 @@ from typing import Protocol
 import trio
 
 from swarm.errors import ConfigError, NotFound, ProtocolError
-from swarm.jobspec import JobSpec
+from swarm.jobspec import JobSpec, Target
 from swarm.lifecycle import ExecutionState, JobState
 from swarm.placement import Bid, Decline, short_peer_id
 from swarm.protocol import Award, Cancel, JobAnnounce, JobAnnounces, Reject, ResultStart
@@ -134,6 +138,7 @@ class RequesterService:
         self._silent: Counter[str] = Counter()  # rounds in a row nobody answered, per job
         self._lost_nodes: dict[str, float] = {}  # node → when an execution on it was lost
         self._queue = JobQueue()
+        self._room_on: deque[str] = deque(maxlen=64)  # nodes whose room just freed up
         self._placements = trio.CapacityLimiter(PLACEMENTS_IN_FLIGHT)
         self._watched: dict[str, _Watch] = {}  # execution id → its remote node
         self._sessions: dict[str, ResultSession] = {}
@@ -142,7 +147,6 @@ class RequesterService:
         self._nursery: trio.Nursery | None = None
         self._started = clock()
         self._saturated = False  # the last round found every fitting node busy
-        self._room_seen = False  # a round of the current requeue batch found room to spare
 
     @property
     def peer_id(self) -> str:
@@ -184,15 +188,21 @@ class RequesterService:
         if spec.task.module_digest is None or not self.blobs.has(spec.task.module):
             raise NotFound(f"module {spec.task.module} is not on this node: upload it first")
         job = self.store.create_job(spec)
-        if self._saturated and len(self._queue):
-            # Every node is busy and jobs are waiting: join the line (first come, first
-            # served) rather than ask a swarm that has just said no.
-            job = self.store.set_job_state(
-                job.id, JobState.QUEUED, f"waiting behind {len(self._queue)} queued jobs"
-            )
-            self._enqueue(job, job.reason)
-        else:
-            self._schedule(job.id)
+        if self._must_queue():
+            return self._join_line(job)
+        self._schedule(job.id)
+        return job
+
+    def _must_queue(self) -> bool:
+        """Every fitting node was busy and jobs are waiting: a new job joins the line (first
+        come, first served) rather than ask a swarm that has just said no."""
+        return self._saturated and len(self._queue) > 0
+
+    def _join_line(self, job: JobRecord) -> JobRecord:
+        job = self.store.set_job_state(
+            job.id, JobState.QUEUED, f"waiting behind {len(self._queue)} queued jobs"
+        )
+        self._enqueue(job, job.reason)
         return job
 
     async def wait(self, job_id: str, timeout: float) -> JobRecord:
@@ -222,31 +232,44 @@ class RequesterService:
 
     # --- placement -------------------------------------------------------------------
 
-    def _schedule(self, job_id: str) -> None:
+    def _schedule(self, job_id: str, room_on: str | None = None) -> None:
         self._placing[job_id] += 1  # counted before it starts: never neither queued nor placing
-        self._nursery.start_soon(self._place, job_id)
+        self._nursery.start_soon(self._place, job_id, room_on)
+
+    def _may_prefer(self, job: JobRecord, node: str) -> bool:
+        """Whether ``node``'s bid alone may place ``job`` (no other node's answer awaited):
+        a one-node job that has not run on it before, from a node still healthy."""
+        if job.spec.count != 1 or job.spec.target is not Target.ANY:
+            return False
+        if node != self.peer_id and node not in self._compute_peers():
+            return False
+        return all(e.node_id != node for e in self.store.executions(job.id))
 
     def _enqueue(self, job: JobRecord, reason: str) -> None:
         timeout = job.spec.queue_timeout
         deadline = job.created + timeout if timeout > 0 else math.inf
         self._queue.add(job.id, deadline=deadline, reason=reason)
 
-    async def _place(self, job_id: str) -> Outcome | None:
-        """One placement round (the caller has counted it in ``_placing``)."""
+    async def _place(self, job_id: str, room_on: str | None = None) -> Outcome | None:
+        """One placement round (the caller has counted it in ``_placing``); ``room_on``: the
+        node whose room has just freed up for this job, if any."""
         try:
             async with self._placements:
-                return await self._announce_and_award(job_id)
+                return await self._announce_and_award(job_id, room_on)
         finally:
             self._placing[job_id] -= 1
             if not self._placing[job_id]:
                 del self._placing[job_id]
 
-    async def _announce_and_award(self, job_id: str) -> Outcome | None:
+    async def _announce_and_award(self, job_id: str, room_on: str | None) -> Outcome | None:
         while (current := self._bidding.get(job_id)) is not None:
             await current.wait_decided()  # one round at a time per job
         job = self.store.get_job(job_id)
         if job.state.is_terminal:
             return None
+        if job.state is JobState.PENDING and self._must_queue():
+            self._join_line(job)  # the swarm filled up while this job waited for its round
+            return Outcome.WAIT
         spec = job.spec
         announce = JobAnnounce(
             job_id=job.id,
@@ -262,17 +285,26 @@ class RequesterService:
             addresses=self.settings.addresses,
         )
         peers = self._compute_peers() - {self.peer_id}
+        if room_on is not None and not self._may_prefer(job, room_on):
+            room_on = None
         # A node just lost is not waited for (it may still answer, and is heard if it does),
         # unless there is no one else to wait for.
-        bidding = Bidding(job.id, (peers - self._suspects()) or peers)
+        bidding = Bidding(
+            job.id,
+            (peers - self._suspects()) or peers,
+            preferred=room_on,
+            needs_data=bool(spec.task.inputs),
+        )
         self._bidding[job.id] = bidding
         try:
-            if peers:
+            local = self._local.consider(announce) if self._local is not None else None
+            if local is not None:
+                bidding.answer(local)
+            # Our own room, freed for this job, needs no one else's answer.
+            if peers and not bidding.answered.is_set():
                 await self._announcer.publish(announce)
-            if self._local is not None:
-                bidding.answer(self._local.consider(announce))
             with trio.move_on_after(self.settings.bid_window):
-                await bidding.all_answered.wait()
+                await bidding.answered.wait()
         finally:
             del self._bidding[job.id]
         return self._decide(job.id, bidding)
@@ -300,11 +332,16 @@ class RequesterService:
         replies: dict[str, Award | Reject] = {
             peer: Reject(job.id, why) for peer, why in decision.rejects.items()
         }
-        # Whether the swarm is saturated: every fitting node busy, none with room to spare.
         room = any(b.capacity > 0 or b.peer_id in decision.rejects for b in bidding.bids)
         busy = any(d.busy for d in bidding.declines)
-        self._room_seen |= room
-        self._saturated = busy and not room and decision.outcome is not Outcome.FAIL
+        if room and len(self._queue):
+            self._queue.wake.set()  # a node has room to spare: the next queued job may have it
+        # Saturated until the line drains (or a round finds nobody busy): while queued jobs
+        # are let go as room frees up, new jobs wait behind them instead of asking first.
+        if busy and not room and decision.outcome is not Outcome.FAIL:
+            self._saturated = True
+        elif not busy or not len(self._queue):
+            self._saturated = False
         if decision.outcome is Outcome.AWARD:
             for bid in decision.awards:
                 execution = self.store.add_execution(job.id, bid.peer_id, ExecutionState.ACCEPTED)
@@ -382,16 +419,10 @@ class RequesterService:
                 await self._queue.wake.wait()
             self._queue.rewake()
             self._expire_queued()
-            batch = self._queue.next_batch(self._compute_peers(), PLACEMENTS_IN_FLIGHT)
-            if not batch:
-                continue
-            self._room_seen = False
-            async with trio.open_nursery() as nursery:
-                for job_id in batch:
-                    self._placing[job_id] += 1
-                    nursery.start_soon(self._place, job_id)
-            if self._room_seen and len(self._queue):
-                self._queue.wake.set()  # some node had room to spare: try the next ones now
+            # Rounds run on their own: room that frees up meanwhile is used at once. Each
+            # job goes first to a node whose room has just freed up, oldest job first.
+            for job_id in self._queue.next_batch(self._compute_peers(), PLACEMENTS_IN_FLIGHT):
+                self._schedule(job_id, self._room_on.popleft() if self._room_on else None)
 
     def _expire_queued(self) -> None:
         for job_id in self._queue.expired(self._clock()):
@@ -516,6 +547,8 @@ class RequesterService:
         self._watched.pop(execution.id, None)
         self._sessions.pop(execution.id, None)
         self._queue.freed()
+        if len(self._queue):
+            self._room_on.append(execution.node_id)
         if retryable:
             self._retry(execution, f"{short_peer_id(execution.node_id)}: {execution.message}")
         self._finish_if_done(execution.job_id)
