@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import posixpath
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,8 +43,9 @@ def normalize_target(target: str) -> str:
     return normal
 
 
-def plan_preopens(mounts: tuple[Mount, ...], staging: Path) -> list[Preopen]:
-    """Preopens for ``mounts``; file mounts are staged under ``staging`` (created on demand)."""
+def plan_preopens(mounts: tuple[Mount, ...], staging: Callable[[], Path]) -> list[Preopen]:
+    """Preopens for ``mounts``; file mounts are staged in the folder ``staging()`` makes
+    (called only if there are any: most runs mount folders and need none)."""
     dirs: dict[str, Preopen] = {}
     files: dict[str, dict[str, tuple[Path, bool]]] = {}  # guest dir -> name -> (source, writable)
     for mount in mounts:
@@ -76,7 +78,7 @@ def plan_preopens(mounts: tuple[Mount, ...], staging: Path) -> list[Preopen]:
             raise MountError(f"input {mount.source} is neither a file nor a directory")
     preopens = list(dirs.values())
     for index, (guest_dir, entries) in enumerate(sorted(files.items())):
-        folder = staging / f"mount-{index}"
+        folder = staging() / f"mount-{index}"
         folder.mkdir(parents=True, exist_ok=True)
         for name, (source, _) in entries.items():
             _link_or_copy(source, folder / name)

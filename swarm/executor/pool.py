@@ -120,7 +120,13 @@ class Executor:
         is a RunResult. Cancelling the caller stops the guest at once.
         """
         async with self._slots:
-            staging = Path(tempfile.mkdtemp(prefix="swarm-mounts-"))
+            staged: list[Path] = []
+
+            def staging() -> Path:
+                if not staged:
+                    staged.append(Path(tempfile.mkdtemp(prefix="swarm-mounts-")))
+                return staged[0]
+
             try:
                 preopens = plan_preopens(spec.mounts, staging)
                 spec.outputs_dir.mkdir(parents=True, exist_ok=True)
@@ -135,7 +141,8 @@ class Executor:
                 finally:
                     self._give_back(worker, reusable)
             finally:
-                shutil.rmtree(staging, ignore_errors=True)
+                for folder in staged:
+                    shutil.rmtree(folder, ignore_errors=True)
 
     async def _drive(self, worker, spec, preopens, output) -> tuple[RunResult, bool]:
         limits = spec.limits
