@@ -324,3 +324,17 @@ def test_to_dict_round_trips_through_json_and_msgpack(spec):
     assert JobSpec.from_dict(data) == spec
     assert JobSpec.from_dict(json.loads(json.dumps(data))) == spec
     assert JobSpec.from_dict(wire.unpack(wire.pack({"spec": data}))["spec"]) == spec
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"name": "\ud800", "task": {"module": "sha256:" + "ab" * 32}},
+        {"task": {"module": "sha256:" + "ab" * 32, "env": {"\udfff": "x"}}},
+        {"task": {"module": "sha256:" + "ab" * 32, "args": ["ok", "\ud83d"]}},
+    ],
+)
+def test_text_that_is_not_unicode_is_refused_in_one_line(data):
+    with pytest.raises(ConfigError, match="not valid Unicode") as excinfo:
+        JobSpec.from_dict(data)
+    assert "\n" not in str(excinfo.value)

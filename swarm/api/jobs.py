@@ -74,12 +74,7 @@ def jobs_router(requester: RequesterService | None) -> APIRouter:
         body = await _json_object(request)
         spec = _guard(lambda: JobSpec.from_dict(body))
         service = need()
-        try:
-            job = _guard(lambda: service.submit(spec))
-        except UnicodeEncodeError:  # an escaped lone surrogate (\ud800): SQLite cannot keep it
-            raise HTTPException(
-                400, "the job spec holds text that is not valid Unicode: fix its strings"
-            ) from None
+        job = _guard(lambda: service.submit(spec))
         return json_response(job_json(job), status_code=201)
 
     @router.get("/jobs")

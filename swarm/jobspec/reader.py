@@ -130,6 +130,7 @@ class _Fields:
 
 def read_job_spec(data: Any, *, base_dir: Path | None = None) -> JobSpec:
     """``JobSpec.from_dict``: a validated spec from plain data."""
+    _check_unicode(data)
     top = _Fields(
         data,
         "",
@@ -297,6 +298,27 @@ def _list(fields: _Fields, key: str) -> list:
     if not isinstance(value, list):
         raise ConfigError(f"{fields.name(key)} must be a list, like [a, b]")
     return value
+
+
+def _check_unicode(value: Any, depth: int = 0) -> None:
+    """Every string in the spec is text that can be stored and sent: JSON's escapes can
+    spell a lone surrogate (``"\\ud800"``), which no UTF-8 file, database or message holds."""
+    if depth > 64:
+        raise ConfigError("the job spec is nested too deep: a spec is a few levels of maps")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(
+                f"the job spec holds text that is not valid Unicode ({value[:40]!r}): fix it"
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_unicode(key, depth + 1)
+            _check_unicode(item, depth + 1)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_unicode(item, depth + 1)
 
 
 def _string(value: Any, name: str) -> str:
