@@ -179,6 +179,7 @@ async def test_bad_job_announces_are_dropped_counted_and_get_no_bid(tmp_path):
                 batch(one_announce(me, "ok-2"), one_announce(me, "old", now - 3600 * 10**9))
             ),
             mallory.message(batch(one_announce(me, "twice", now), one_announce(me, "twice", now))),
+            mallory.message(batch(one_announce(me, "2x", now), one_announce(me, "2x", now + 1))),
             mallory.message(batch(*(one_announce(me, f"many-{i}") for i in range(MAX_BATCH + 1)))),
         )
         genuine = announce(me, "genuine", now)
@@ -186,7 +187,7 @@ async def test_bad_job_announces_are_dropped_counted_and_get_no_bid(tmp_path):
         await wait_until(lambda: mallory.answers, what="x to answer the genuine announce")
         mallory.send(x_id, mallory.message(genuine))  # the same announce in a new message
         expected = drops_plus(
-            malformed=3, oversized=1, author_mismatch=2, forged=3, stale=2, future=1, replayed=2
+            malformed=3, oversized=1, author_mismatch=2, forged=3, stale=2, future=1, replayed=3
         )
         await wait_until(lambda: x.dropped() == expected, what=f"drops {expected}")
         await trio.sleep(0.3)  # room for a wrongful bid to arrive

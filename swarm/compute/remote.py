@@ -127,7 +127,7 @@ class AnnounceListener:
             return DropReason.MALFORMED
         author = str(ID(message.from_id))
         now = time.time()
-        keys = set()
+        keys, job_ids = [], set()
         for announce in batch.announces:
             if announce.requester != author:
                 return DropReason.AUTHOR_MISMATCH
@@ -137,9 +137,10 @@ class AnnounceListener:
             if age < -MAX_SKEW:
                 return DropReason.FUTURE
             key = (announce.job_id, announce.seq)
-            if key in self._seen or key in keys:
-                return DropReason.REPLAYED
-            keys.add(key)
+            if key in self._seen or announce.job_id in job_ids:
+                return DropReason.REPLAYED  # seen before, or the same job twice in one message
+            keys.append(key)
+            job_ids.add(announce.job_id)
         for key in keys:
             self._seen[key] = None
         while len(self._seen) > _REMEMBER:
