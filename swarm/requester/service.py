@@ -342,6 +342,8 @@ class RequesterService:
             self._saturated = True
         elif not busy or not len(self._queue):
             self._saturated = False
+        if not len(self._queue):
+            self._room_on.clear()  # room noted for waiting jobs: none wait any more
         if decision.outcome is Outcome.AWARD:
             for bid in decision.awards:
                 execution = self.store.add_execution(job.id, bid.peer_id, ExecutionState.ACCEPTED)
