@@ -3,9 +3,11 @@
 One file, ``<home>/jobs.db``, in WAL mode with ``synchronous=NORMAL``: a committed
 transaction is in the WAL before ``commit`` returns, so it survives the process being
 killed (``kill -9``); only a power cut can lose the last few. Every method runs in one
-explicit transaction on a single connection (guarded by a lock, so a caller may use
-``trio.to_thread``). State changes go through the tables in ``swarm.lifecycle`` and
-record an event in the same transaction, so the log and the state never disagree.
+transaction on a single connection (guarded by a lock, so a caller may use
+``trio.to_thread``): an explicit one, or for a read that is one SELECT, the statement's
+own (a SELECT sees one consistent snapshot; BEGIN and COMMIT around it cost more than it).
+State changes go through the tables in ``swarm.lifecycle`` and record an event in the
+same transaction, so the log and the state never disagree.
 
 The schema version is ``PRAGMA user_version``; a database from a newer swarm is refused.
 """
@@ -166,6 +168,15 @@ class JobStore:
             except sqlite3.Error as exc:
                 raise StorageError(f"job store {self.path} failed: {exc}") from exc
 
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """For one SELECT: a statement is its own consistent snapshot, no BEGIN needed."""
+        with self._lock:
+            try:
+                yield self._db
+            except sqlite3.Error as exc:
+                raise StorageError(f"job store {self.path} failed: {exc}") from exc
+
     # Jobs
 
     def create_job(self, spec: JobSpec) -> JobRecord:
@@ -183,6 +194,11 @@ class JobStore:
 
     def get_job(self, id_or_prefix: str) -> JobRecord:
         """A job by its id or a unique prefix of it (at least 4 characters)."""
+        if len(id_or_prefix) == _ID_LENGTH:  # a whole id, as the requester itself asks
+            with self._read() as db:
+                row = db.execute(f"{_JOB_SELECT} WHERE id = ?", (id_or_prefix,)).fetchone()
+            if row is not None:
+                return _job(row)
         with self._transaction(write=False) as db:
             job_id = _resolve(db, "jobs", "job", id_or_prefix)
             return _job(db.execute(f"{_JOB_SELECT} WHERE id = ?", (job_id,)).fetchone())
@@ -197,7 +213,7 @@ class JobStore:
             where = f"WHERE state IN ({', '.join('?' * len(states))})"
             args = [str(s) for s in states]
         query = f"{_JOB_SELECT} {where} ORDER BY created DESC, rowid DESC LIMIT ?"
-        with self._transaction(write=False) as db:
+        with self._read() as db:
             return [_job(row) for row in db.execute(query, (*args, limit))]
 
     def jobs_in_states(self, states: Iterable[JobState]) -> list[JobRecord]:
@@ -206,7 +222,7 @@ class JobStore:
         query = (
             f"{_JOB_SELECT} WHERE state IN ({', '.join('?' * len(states))}) ORDER BY created, rowid"
         )
-        with self._transaction(write=False) as db:
+        with self._read() as db:
             return [_job(row) for row in db.execute(query, states)]
 
     def set_job_state(self, job_id: str, new: JobState, reason: str = "") -> JobRecord:
@@ -290,7 +306,7 @@ class JobStore:
 
     def executions(self, job_id: str) -> list[ExecutionRecord]:
         """A job's executions, oldest first."""
-        with self._transaction(write=False) as db:
+        with self._read() as db:
             rows = db.execute(
                 f"{_EXECUTION_SELECT} WHERE job_id = ? ORDER BY created, rowid", (job_id,)
             )
@@ -317,7 +333,7 @@ class JobStore:
 
     def retried(self, job_id: str) -> set[str]:
         """Executions of the job that were placed again (a ``retry`` event names each)."""
-        with self._transaction(write=False) as db:
+        with self._read() as db:
             rows = db.execute(
                 "SELECT execution_id FROM events WHERE job_id = ? AND kind = 'retry'", (job_id,)
             )
@@ -325,7 +341,7 @@ class JobStore:
 
     def events(self, job_id: str) -> list[EventRecord]:
         """A job's event log in the order it happened."""
-        with self._transaction(write=False) as db:
+        with self._read() as db:
             rows = db.execute(
                 "SELECT id, job_id, execution_id, at, node_id, kind, message"
                 " FROM events WHERE job_id = ? ORDER BY id",
@@ -358,16 +374,17 @@ class JobStore:
             f"SELECT state, created, updated FROM jobs WHERE state IN"
             f" ({', '.join('?' * len(states))}) AND updated >= ? ORDER BY updated"
         )
-        with self._transaction(write=False) as db:
+        with self._read() as db:
             return [(JobState(s), c, u) for s, c, u in db.execute(query, (*states, since))]
 
     def count_by_state(self) -> dict[JobState, int]:
         """How many jobs are in each state (states with none are absent)."""
-        with self._transaction(write=False) as db:
+        with self._read() as db:
             rows = db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state")
             return {JobState(state): count for state, count in rows}
 
 
+_ID_LENGTH = 36  # str(uuid.uuid4())
 _JOB_SELECT = "SELECT id, name, spec, state, reason, created, updated FROM jobs"
 _EXECUTION_SELECT = (
     "SELECT id, job_id, node_id, state, exit_code, status, message, created, updated"
