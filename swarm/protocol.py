@@ -7,17 +7,16 @@ How one job travels (see ARCHITECTURE.md, "The path of one job"):
                                 req. → compute    Replies: Award* (with the full spec), Reject*
     stream /swarm/1/blob/1      compute → req.    BlobGet
                                 req. → compute    BlobMeta, BlobChunk*, BlobEnd | Failure
-    stream /swarm/1/result/1    compute → req.    ResultStart
-                                req. → compute    Ack (taken)
-                                compute → req.    Log*, RunEnd, Outputs*, ResultEnd
-                                req. → compute    Ack | Failure
+    stream /swarm/1/result/1    compute → req.    ResultStart, Log*, RunEnd, Outputs*, ResultEnd
+                                req. → compute    Ack | Failure (a refused start: a reset)
     stream /swarm/1/cancel/1    req. → compute    Cancel
                                 compute → req.    Ack | Failure
 
 Bid and result streams carry one exchange after another (a compute node reuses them:
-opening a libp2p stream costs several messages' worth); each exchange opens with a
-request that gets a reply, so a reused stream that died is found out before anything
-else is sent on it.
+opening a libp2p stream costs several messages' worth). A bid exchange is a request and
+its reply; a result goes out without waiting for one until its end (a round trip less
+in every remote run): a reused stream that the peer reset is found out by the first
+write, and one that died unnoticed by the missing final reply.
 
 Placement is batched: the jobs a requester places at the same moment go out in one
 signed gossip message, and a compute node answers all of them in one exchange (a burst

@@ -116,8 +116,7 @@ class Mallory:
         assert request.digest == DIGEST
 
     async def on_result(self, stream: FramedStream) -> None:
-        start = await stream.receive(ResultStart)
-        await stream.send(Ack())  # taken
+        start = await stream.receive(ResultStart)  # the rest follows without a reply
         received = self.results.setdefault(start.job_id, [])
         while not isinstance(
             message := await stream.receive(Log, RunEnd, Outputs, ResultEnd), ResultEnd

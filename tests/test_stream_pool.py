@@ -102,3 +102,35 @@ async def test_a_failed_exchange_drops_its_stream(two_hosts):
     # the stream of "bad" was retried once on a new stream (it could have died idle), then
     # j2 needed another new one: nothing broken was given back
     assert server.streams == 3
+
+
+class ResettingServer(Server):
+    """Replies to one message per stream, then resets the stream (a peer that dropped it)."""
+
+    async def handle(self, stream: FramedStream) -> None:
+        self.streams += 1
+        message = await stream.receive(BidMessage)
+        await stream.send(Reject(message.job_id, "no"))
+        raise ProtocolError("done with this stream")
+
+
+async def test_starting_an_exchange_skips_an_idle_stream_the_peer_reset(two_hosts):
+    client, server_host = two_hosts
+    server = ResettingServer(server_host)
+    pool = pool_to(client, server_host)
+    assert await exchange(pool, "j1") == Reject("j1", "no")  # the stream goes back idle...
+    await trio.sleep(0.2)  # ...and its reset reaches us meanwhile
+    stream = await pool.start(bid("j2"))  # the dead one refuses the write: a new stream
+    assert await stream.receive(Reject) == Reject("j2", "no")
+    assert server.streams == 2
+
+
+async def test_starting_an_exchange_skips_an_idle_stream_the_peer_closed(two_hosts):
+    client, server_host = two_hosts
+    server = Server(server_host, once=True)  # closes each stream after one exchange
+    pool = pool_to(client, server_host)
+    assert await exchange(pool, "j1") == Reject("j1", "no")
+    await trio.sleep(0.2)  # the close reaches us while the stream idles
+    stream = await pool.start(bid("j2"))
+    assert await stream.receive(Reject) == Reject("j2", "no")
+    assert server.streams == 2

@@ -285,10 +285,7 @@ class RemoteRequester:
     async def open_results(self, award: Award):
         start = ResultStart(award.job_id, award.execution_id)
         with self._counted():
-            stream, accepted = await self._results.request(start, Ack, Failure, timeout=ACK_TIMEOUT)
-        if isinstance(accepted, Failure):
-            await self._results.discard(stream)
-            raise ProtocolError(f"the requester refused the result: {accepted.message}")
+            stream = await self._results.start(start)
         try:
             yield stream
             with trio.fail_after(ACK_TIMEOUT), self._counted():

@@ -52,6 +52,13 @@ class FramedStream:
     def peer_id(self) -> str:
         return str(self.stream.muxed_conn.peer_id)
 
+    @property
+    def peer_closed(self) -> bool:
+        """The peer has closed or reset its side, as far as is known here (no I/O: the
+        flags py-libp2p's yamux sets when the FIN or RST arrives)."""
+        muxed = getattr(self.stream, "muxed_stream", None)
+        return bool(getattr(muxed, "recv_closed", False) or getattr(muxed, "closed", False))
+
     async def send(self, message: Any) -> None:
         await self.send_raw(wire.frame(schema.to_map(message)))
 
@@ -115,9 +122,10 @@ class StreamPool:
     py-libp2p 0.8.1 on loopback: about 8.5 ms of CPU for a request/response on a new
     stream, 1.8 ms on an open one), so a compute node keeps the streams of finished
     exchanges with a requester and takes one for the next: the protocols' handlers loop,
-    one exchange after another. Every exchange starts with a request that gets a reply,
-    so a stream that died while idle is found out at once. A stream that fails is reset,
-    never given back.
+    one exchange after another. ``request`` starts with a message that gets a reply, so
+    a stream that died while idle is found out at once; ``start`` sends without waiting
+    (the reply comes at the exchange's end) and skips streams known to be closed. A
+    stream that fails is reset, never given back.
     """
 
     def __init__(self, open: Callable[[], Awaitable[FramedStream]], *, max_idle: int = 16):
@@ -147,6 +155,33 @@ class StreamPool:
         except BaseException:
             await self.discard(stream)
             raise
+
+    async def start(self, message: Any) -> FramedStream:
+        """Send ``message`` (the start of an exchange whose reply comes at its end) on an
+        idle stream the peer has not closed or reset, or on a new one; the caller gives it
+        back. A stream whose FIN or RST is still on its way when it is taken loses the
+        exchange (found out by its missing reply): only a peer that drops streams it
+        served, not a swarm requester, does that."""
+        while self._idle:
+            stream = self._idle.pop()
+            if stream.peer_closed:  # nobody would read what we send
+                await self.discard(stream)
+                continue
+            try:
+                await stream.send(message)
+                return stream
+            except StreamEnded:
+                await self.discard(stream)
+            except BaseException:
+                await self.discard(stream)
+                raise
+        stream = await self._open()
+        try:
+            await stream.send(message)
+        except BaseException:
+            await self.discard(stream)
+            raise
+        return stream
 
     async def give_back(self, stream: FramedStream) -> None:
         """The exchange ended well: keep the stream for the next one."""

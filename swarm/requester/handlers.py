@@ -89,7 +89,6 @@ def serve_requester_protocols(host: IHost, requester: RequesterService, drops: D
             if isinstance(exc, ProtocolError):
                 raise
             raise ProtocolError(f"results refused: {exc}") from None
-        await stream.send(Ack())  # taken: send the rest
         with session.scope:  # cancelled when the requester withdraws the execution
             try:
                 while True:
