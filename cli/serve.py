@@ -70,7 +70,11 @@ def serve(
     web_ui: bool = typer.Option(
         False, "--web-ui", help="Serve the web UI on the API port (the banner prints its URL)."
     ),
-    heartbeat: float = typer.Option(DEFAULT_HEARTBEAT, help="Seconds between adverts."),
+    heartbeat: float = typer.Option(
+        DEFAULT_HEARTBEAT,
+        help="Seconds between adverts. Others see a node unhealthy after 3 missed, lost"
+        " after 15 s (or 5 heartbeats, if longer).",
+    ),
     max_jobs: int | None = typer.Option(
         None, help="Executions this node runs at once (default: its CPU count)."
     ),

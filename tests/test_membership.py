@@ -85,6 +85,32 @@ def test_unhealthy_threshold_uses_the_senders_own_heartbeat(table, clock):
     }
 
 
+def test_a_long_heartbeat_makes_a_node_unhealthy_before_lost(table, clock):
+    # With --heartbeat 10, lost at 15 s would come before unhealthy (3 x 10 s) and after a
+    # single late advert: such a node is lost two heartbeats after it turned unhealthy.
+    table.observe(advert("slow", clock.now, heartbeat=10.0))
+    for silent_for, status in (
+        (29.0, NodeStatus.HEALTHY),
+        (31.0, NodeStatus.UNHEALTHY),
+        (49.0, NodeStatus.UNHEALTHY),
+        (51.0, NodeStatus.LOST),
+        (99.0, NodeStatus.LOST),
+    ):
+        clock.now = T0 + silent_for
+        assert statuses(table)["slow"] is status, silent_for
+    clock.now = T0 + 301  # forgotten after twice the time to lost, or 300 s if later
+    assert "slow" not in statuses(table)
+
+
+def test_a_node_with_the_longest_heartbeat_is_forgotten_only_long_after_lost(table, clock):
+    table.observe(advert("slowest", clock.now, heartbeat=60.0))
+    clock.now = T0 + 301
+    assert statuses(table)["slowest"] is NodeStatus.LOST
+    clock.now = T0 + 601
+    assert "slowest" not in statuses(table)
+    assert table.prune() == ["slowest"]
+
+
 def test_lost_nodes_are_forgotten_after_a_while(table, clock):
     table.observe(advert("b", clock.now))
     clock.now += 301

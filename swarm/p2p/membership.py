@@ -3,8 +3,10 @@
 How this works: every node publishes an advert every ``heartbeat`` seconds (its own
 interval travels in the advert). The table remembers, per peer, the newest advert and
 when it arrived. From the age of that arrival it derives the status: healthy; unhealthy
-once ``missed_heartbeats`` heartbeats are overdue; lost after ``lost_after`` seconds;
-after ``forget_after`` seconds the row is dropped altogether.
+once ``missed_heartbeats`` heartbeats are overdue; lost after ``lost_after`` seconds, or
+after two heartbeats more than that for a node whose heartbeat is so long that it would
+otherwise go from healthy straight to lost (or be lost between two adverts); the row is
+dropped after ``forget_after`` seconds (at least twice the time to lost).
 
 Adverts not newer than the one held are refused: the same one again is ``replayed``, an
 older one ``outdated`` (gossip reorders; a replayed old advert looks the same). So are
@@ -96,10 +98,17 @@ class MembershipTable:
             self._rows[advert.info.peer_id] = _Row(advert.info, advert.seq, self._clock())
         return reason
 
+    def _lost_after_for(self, heartbeat: float) -> float:
+        return max(self._lost_after, (self._missed + 2) * heartbeat)
+
+    def _forgotten(self, row: _Row, now: float) -> bool:
+        lost_after = self._lost_after_for(row.info.heartbeat)
+        return now - row.last_seen > max(self._forget_after, 2 * lost_after)
+
     def _status(self, row_age: float, heartbeat: float) -> NodeStatus:
-        if row_age > self._lost_after:
+        if row_age > self._lost_after_for(heartbeat):
             return NodeStatus.LOST
-        if row_age > min(self._missed * heartbeat, self._lost_after):
+        if row_age > self._missed * heartbeat:
             return NodeStatus.UNHEALTHY
         return NodeStatus.HEALTHY
 
@@ -115,7 +124,7 @@ class MembershipTable:
                 row.seq,
             )
             for row in self._rows.values()
-            if now - row.last_seen <= self._forget_after
+            if not self._forgotten(row, now)
         ]
         others.sort(key=lambda m: (m.info.name, m.info.peer_id))
         return members + others
@@ -126,7 +135,7 @@ class MembershipTable:
     def prune(self) -> list[str]:
         """Drop rows silent for longer than ``forget_after``; return their peer ids."""
         now = self._clock()
-        gone = [pid for pid, row in self._rows.items() if now - row.last_seen > self._forget_after]
+        gone = [pid for pid, row in self._rows.items() if self._forgotten(row, now)]
         for peer_id in gone:
             del self._rows[peer_id]
         return gone
