@@ -63,11 +63,14 @@ def jobs_router(requester: RequesterService | None) -> APIRouter:
         job = await _guard_async(service.wait(job_id, max(0.0, min(timeout, MAX_WAIT))))
         return json_response(describe_json(service, job))
 
+    def job_in(request: Request) -> JobRecord:
+        """The job the path names (by id or a unique prefix), or a one-line 4xx."""
+        store = need().store
+        return _guard(lambda: store.get_job(request.path_params["job_id"]))
+
     @router.get("/jobs/{job_id}")
     async def describe(request: Request) -> Response:
-        service = need()
-        job_id = request.path_params["job_id"]
-        return json_response(describe_json(service, _guard(lambda: service.store.get_job(job_id))))
+        return json_response(describe_json(need(), job_in(request)))
 
     @router.post("/jobs", status_code=201)
     async def submit(request: Request) -> Response:
@@ -88,17 +91,13 @@ def jobs_router(requester: RequesterService | None) -> APIRouter:
 
     @router.get("/jobs/{job_id}/executions")
     async def executions(request: Request) -> Response:
-        service = need()
-        job_id = request.path_params["job_id"]
-        job = _guard(lambda: service.store.get_job(job_id))
-        return json_response([execution_json(e) for e in service.store.executions(job.id)])
+        job = job_in(request)
+        return json_response([execution_json(e) for e in need().store.executions(job.id)])
 
     @router.get("/jobs/{job_id}/events")
     async def events(request: Request) -> Response:
-        service = need()
-        job_id = request.path_params["job_id"]
-        job = _guard(lambda: service.store.get_job(job_id))
-        return json_response([event_json(e) for e in service.store.events(job.id)])
+        job = job_in(request)
+        return json_response([event_json(e) for e in need().store.events(job.id)])
 
     @router.post("/jobs/{job_id}/stop")
     async def stop(request: Request) -> Response:

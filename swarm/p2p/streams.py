@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 
 import trio
@@ -27,6 +28,7 @@ from swarm.errors import ProtocolError
 from swarm.p2p.drops import DropCounter, DropReason
 
 M = TypeVar("M")
+T = TypeVar("T")
 READ_SIZE = 1 << 20
 logger = logging.getLogger(__name__)
 
@@ -124,7 +126,7 @@ class StreamPool:
     exchanges with a requester and takes one for the next: the protocols' handlers loop,
     one exchange after another. ``request`` starts with a message that gets a reply, so
     a stream that died while idle is found out at once; ``start`` sends without waiting
-    (the reply comes at the exchange's end) and skips streams known to be closed. A
+    (the reply comes at the exchange's end). Both skip idle streams known to be closed. A
     stream that fails is reset, never given back.
     """
 
@@ -140,21 +142,9 @@ class StreamPool:
         caller then gives the stream back (or discards it). An idle stream that turns out
         dead (the peer closed it, or restarted) is dropped and the next one tried, then a
         new one; every request of the protocols that pool streams may be sent twice."""
-        while self._idle:
-            stream = self._idle.pop()
-            try:
-                return stream, await _exchange(stream, message, replies, timeout)
-            except StreamEnded:
-                await self.discard(stream)
-            except BaseException:
-                await self.discard(stream)
-                raise
-        stream = await self._open()
-        try:
-            return stream, await _exchange(stream, message, replies, timeout)
-        except BaseException:
-            await self.discard(stream)
-            raise
+        return await self._on_a_stream(
+            partial(_exchange, message=message, replies=replies, timeout=timeout)
+        )
 
     async def start(self, message: Any) -> FramedStream:
         """Send ``message`` (the start of an exchange whose reply comes at its end) on an
@@ -162,14 +152,21 @@ class StreamPool:
         back. A stream whose FIN or RST is still on its way when it is taken loses the
         exchange (found out by its missing reply): only a peer that drops streams it
         served, not a swarm requester, does that."""
+        stream, _ = await self._on_a_stream(lambda stream: stream.send(message))
+        return stream
+
+    async def _on_a_stream(
+        self, attempt: Callable[[FramedStream], Awaitable[T]]
+    ) -> tuple[FramedStream, T]:
+        """``attempt`` on idle streams, newest first, until one does not end under it (those
+        known to be closed are skipped), else on a new stream; a stream it fails on is reset."""
         while self._idle:
             stream = self._idle.pop()
             if stream.peer_closed:  # nobody would read what we send
                 await self.discard(stream)
                 continue
             try:
-                await stream.send(message)
-                return stream
+                return stream, await attempt(stream)
             except StreamEnded:
                 await self.discard(stream)
             except BaseException:
@@ -177,11 +174,10 @@ class StreamPool:
                 raise
         stream = await self._open()
         try:
-            await stream.send(message)
+            return stream, await attempt(stream)
         except BaseException:
             await self.discard(stream)
             raise
-        return stream
 
     async def give_back(self, stream: FramedStream) -> None:
         """The exchange ended well: keep the stream for the next one."""
@@ -199,7 +195,7 @@ class StreamPool:
             await self._idle.pop().close()
 
 
-async def _exchange(stream: FramedStream, message: Any, replies: tuple, timeout: float) -> Any:
+async def _exchange(stream: FramedStream, *, message: Any, replies: tuple, timeout: float) -> Any:
     await stream.send(message)
     with trio.fail_after(timeout):
         return await stream.receive(*replies)
