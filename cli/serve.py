@@ -84,6 +84,12 @@ def serve(
         metavar="PEERID,...",
         help="Only run jobs from these requesters (peer ids; repeatable or comma-separated).",
     ),
+    fetch_private_urls: bool = typer.Option(
+        False,
+        "--fetch-private-urls",
+        help="Let URL inputs reach loopback, private and link-local addresses from this node"
+        " (refused by default: a requester could reach what only this node can).",
+    ),
 ) -> None:
     """Run a node: join the swarm, advertise this node, serve the HTTP API."""
     try:
@@ -107,6 +113,7 @@ def serve(
             heartbeat=heartbeat,
             max_jobs=max_jobs,
             trusted_requesters=parse_trusted_requesters(trusted_requesters),
+            fetch_private_urls=fetch_private_urls,
         )
         # libp2p takes seconds to import: bad flags are told before that, and only `serve`
         # pays for it.

@@ -61,6 +61,7 @@ class NodeConfig:
     heartbeat: float = DEFAULT_HEARTBEAT
     max_jobs: int | None = None  # executions run at once; None: the CPU count
     trusted_requesters: frozenset[str] | None = None  # None: work for any requester
+    fetch_private_urls: bool = False  # URL inputs may reach non-public addresses
     lost_after: float = DEFAULT_LOST_AFTER
     forget_after: float = DEFAULT_FORGET_AFTER
 

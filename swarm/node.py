@@ -201,6 +201,7 @@ async def open_node(config: NodeConfig) -> AsyncIterator[Node]:
                     datasets=config.datasets,
                     max_jobs=max_jobs,
                     trusted_requesters=config.trusted_requesters,
+                    fetch_private_urls=config.fetch_private_urls,
                 ),
                 executor=executor,
                 blobs=blobs,

@@ -193,6 +193,7 @@ async def test_mounts_for_urls_datasets_and_files(web, tmp_path):
         datasets=(Dataset("logs", logs),),
         work=work,
         fetch_deadline=10,
+        fetch_private=True,  # the test's server is on 127.0.0.1
     )
     assert mounts == (
         Mount(work / "inputs" / "0", "/inputs"),
@@ -211,7 +212,9 @@ async def test_mount_failures(web, tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
 
-    async def failure(*inputs: InputSource, cap: int = 1 << 20, deadline: float = 10) -> str:
+    async def failure(
+        *inputs: InputSource, cap: int = 1 << 20, deadline: float = 10, private: bool = True
+    ) -> str:
         with pytest.raises(MountError) as caught:
             await prepare_mounts(
                 inputs,
@@ -220,6 +223,7 @@ async def test_mount_failures(web, tmp_path):
                 work=tmp_path / f"work-{len(list(tmp_path.iterdir()))}",
                 fetch_cap=cap,
                 fetch_deadline=deadline,
+                fetch_private=private,
             )
         return caught.value
 
@@ -236,6 +240,21 @@ async def test_mount_failures(web, tmp_path):
     not_here = await failure(InputSource("data://other"))
     assert str(not_here) == "dataset other is not hosted here"
 
+    # By default a URL must lead to public addresses only: not this node's loopback (by
+    # address or by name), not a link-local metadata address, not an IPv6 loopback.
+    port = web.url("files/a.csv").split(":")[2].split("/")[0]
+    tail = "not a public address; a node fetches from its own network only with"
+    tail += " --fetch-private-urls)"
+    for url, why in (
+        (web.url("files/a.csv"), {"127.0.0.1 is"}),
+        (f"http://localhost:{port}/x.csv", {"localhost is 127.0.0.1 is", "localhost is ::1 is"}),
+        ("http://169.254.169.254/latest/meta-data/x.txt", {"169.254.169.254 is"}),
+        (f"http://[::1]:{port}/files/a.csv", {"::1 is"}),
+        ("http://10.1.2.3/x.csv", {"10.1.2.3 is"}),
+    ):
+        refused = str(await failure(InputSource(url), private=False))
+        assert any(refused == f"input {url}: refused ({w} {tail}" for w in why), refused
+
 
 # Whole jobs on a node: the guest reads the downloaded file as /inputs/words.txt
 
@@ -245,7 +264,9 @@ async def test_jobs_with_url_inputs(web, tmp_path):
     web.serve("large.txt", b"word " * 1000)  # over the cap of 4 KiB set below
     refused = f"http://127.0.0.1:{closed_port()}/x.csv"
     async with open_node(config(tmp_path, "x")) as node:
-        node.compute.settings = replace(node.compute.settings, fetch_cap=4096)
+        node.compute.settings = replace(
+            node.compute.settings, fetch_cap=4096, fetch_private_urls=True
+        )
         digest = node.requester.blobs.put_bytes(cat("words.txt"))
 
         def submit(source: str, sha256: str | None = None):
@@ -279,3 +300,18 @@ async def test_jobs_with_url_inputs(web, tmp_path):
             assert words in job.reason, (key, job.reason)
             (execution,) = node.requester.store.executions(job.id)
             assert execution.message.startswith(words.split(" (")[0])
+
+        # A node started without --fetch-private-urls (the default) refuses the same URL.
+        node.compute.settings = replace(node.compute.settings, fetch_private_urls=False)
+        job = await node.requester.wait(submit(web.url("files/words.txt")), timeout=20)
+        assert job.state is JobState.FAILED
+        assert "refused (127.0.0.1 is not a public address" in job.reason, job.reason
+
+
+async def test_a_public_address_passes_the_private_address_check():
+    from swarm.compute.provision import _refuse_private_hosts
+
+    for url in ("http://93.184.216.34/x.csv", "https://[2606:2800:220:1::1]/x.csv"):
+        assert await _refuse_private_hosts(httpx.Request("GET", url)) is None  # no raise
+    with pytest.raises(MountError, match="::ffff:7f00:1 is 127.0.0.1 is not a public"):
+        await _refuse_private_hosts(httpx.Request("GET", "http://[::ffff:7f00:1]/x.csv"))

@@ -7,10 +7,19 @@ the execution's work folder: every URL with the same target lands in one host fo
 under the last part of its path, and that folder is mounted read-only at the target,
 so ``-i https://host/a.csv`` is ``/inputs/a.csv`` in the guest. The downloads of one
 execution share one size cap and must end within a deadline (the task's timeout).
+
+A URL is fetched from this node's own network, so by default its host (and the host of
+every redirect) must resolve to public addresses only: a requester must not reach this
+node's loopback services, its LAN or a cloud metadata address through it
+(``fetch_private`` lifts that, ``swarm serve --fetch-private-urls``). The check resolves
+the name before httpx connects, which resolves it again: a name that changes its answer
+in between (DNS rebinding) is not caught.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -42,6 +51,7 @@ async def prepare_mounts(
     work: Path,
     fetch_cap: int = DEFAULT_FETCH_CAP,
     fetch_deadline: float,
+    fetch_private: bool = False,
 ) -> tuple[Mount, ...]:
     """The mounts for ``inputs``, downloading URL inputs under ``work``; MountError if not."""
     inputs = tuple(inputs)
@@ -70,15 +80,18 @@ async def prepare_mounts(
             raise MountError(f"two inputs are mounted at {target}/{dest.name}")
         downloads[dest] = source
     if downloads:
-        await _download(downloads, cap=fetch_cap, deadline=fetch_deadline)
+        await _download(downloads, cap=fetch_cap, deadline=fetch_deadline, private=fetch_private)
     return tuple(mounts)
 
 
-async def _download(downloads: dict[Path, InputSource], *, cap: int, deadline: float) -> None:
+async def _download(
+    downloads: dict[Path, InputSource], *, cap: int, deadline: float, private: bool
+) -> None:
     timeout = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT)
     left, current = cap, ""
+    hooks = {} if private else {"request": [_refuse_private_hosts]}
     async with httpx.AsyncClient(
-        timeout=timeout, follow_redirects=True, max_redirects=MAX_REDIRECTS
+        timeout=timeout, follow_redirects=True, max_redirects=MAX_REDIRECTS, event_hooks=hooks
     ) as client:
         with trio.move_on_after(deadline) as scope:
             for dest, source in downloads.items():
@@ -86,3 +99,23 @@ async def _download(downloads: dict[Path, InputSource], *, cap: int, deadline: f
                 left -= await fetch_url(client, current, dest, cap=left, sha256=source.sha256)
     if scope.cancelled_caught:
         raise MountError(f"input {current}: cannot fetch (not done within {deadline:g}s)")
+
+
+async def _refuse_private_hosts(request: httpx.Request) -> None:
+    """httpx hook, before every request (redirects too): the host must be public."""
+    host = request.url.host
+    port = request.url.port or (443 if request.url.scheme == "https" else 80)
+    try:
+        infos = await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return  # httpx's own connect fails with the reason, as for any unreachable host
+    for *_, sockaddr in infos:
+        address = ipaddress.ip_address(sockaddr[0].partition("%")[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        if not address.is_global:
+            named = "" if host == str(address) else f"{host} is "
+            raise MountError(
+                f"input {request.url}: refused ({named}{address} is not a public address;"
+                " a node fetches from its own network only with --fetch-private-urls)"
+            )

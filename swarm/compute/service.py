@@ -71,6 +71,7 @@ class ComputeSettings:
     allowed_paths: tuple[AllowedPath, ...]
     datasets: tuple[Dataset, ...] = ()
     fetch_cap: int = DEFAULT_FETCH_CAP  # bytes the URL inputs of one execution may download
+    fetch_private_urls: bool = False  # URL inputs may reach loopback/private/link-local hosts
     max_jobs: int = 1
     trusted_requesters: frozenset[str] | None = None
 
@@ -214,6 +215,7 @@ class ComputeService:
             datasets=self.settings.datasets,
             work=work,
             fetch_cap=self.settings.fetch_cap,
+            fetch_private=self.settings.fetch_private_urls,
             fetch_deadline=task.timeout,
         )
         run_spec = RunSpec(
