@@ -75,8 +75,9 @@ def test_target_all_runs_on_every_node_hosting_the_dataset(serve, tmp_path, web)
         (copies[name] / "words.txt").write_text(f"the words on node {name}\n")
     module = "cat.wasm"  # in tmp_path, where the CLI runs
     (tmp_path / module).write_bytes(cat("words.txt"))
-    a = serve("a")  # requester and compute, without the dataset
-    compute = ("--node-type", "compute", "--peer", a.address)
+    # requester and compute, without the dataset; all fetch from the test's 127.0.0.1 server
+    a = serve("a", "--fetch-private-urls")
+    compute = ("--node-type", "compute", "--peer", a.address, "--fetch-private-urls")
     b = serve("b", *compute, "--data", f"words={copies['b']}", ready=False)
     c = serve("c", *compute, "--data", f"words={copies['c']}", ready=False)
     b.wait_ready(), c.wait_ready()  # started together: each start costs a process's imports
