@@ -203,26 +203,23 @@ async def _json_object(request: Request) -> dict[str, Any]:
 
 
 def _int_query(query: Mapping[str, str], name: str, default: int) -> int:
-    raw = query.get(name)
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise HTTPException(
-            422, f"{name} {raw[:40]!r} is not a whole number, like {name}={default}"
-        ) from None
+    return _number_query(query, name, default, int, "a whole number")
 
 
 def _float_query(query: Mapping[str, str], name: str, default: float) -> float:
+    return _number_query(query, name, default, float, "a number of seconds")
+
+
+def _number_query(query: Mapping[str, str], name: str, default, parse, what: str):
+    """The query parameter ``name`` as a number (``default`` if absent), or a one-line 422."""
     raw = query.get(name)
     if raw is None:
         return default
     try:
-        return float(raw)
+        return parse(raw)
     except ValueError:
         raise HTTPException(
-            422, f"{name} {raw[:40]!r} is not a number of seconds, like {name}={default:g}"
+            422, f"{name} {raw[:40]!r} is not {what}, like {name}={default:g}"
         ) from None
 
 

@@ -236,12 +236,12 @@ class RequesterService:
         self._placing[job_id] += 1  # counted before it starts: never neither queued nor placing
         self._nursery.start_soon(self._place, job_id, room_on)
 
-    def _may_prefer(self, job: JobRecord, node: str) -> bool:
+    def _may_prefer(self, job: JobRecord, node: str, peers: set[str]) -> bool:
         """Whether ``node``'s bid alone may place ``job`` (no other node's answer awaited):
-        a one-node job that has not run on it before, from a node still healthy."""
+        a one-node job that has not run on it before, from this node or a healthy ``peer``."""
         if job.spec.count != 1 or job.spec.target is not Target.ANY:
             return False
-        if node != self.peer_id and node not in self._compute_peers():
+        if node != self.peer_id and node not in peers:
             return False
         return all(e.node_id != node for e in self.store.executions(job.id))
 
@@ -285,7 +285,7 @@ class RequesterService:
             addresses=self.settings.addresses,
         )
         peers = self._compute_peers() - {self.peer_id}
-        if room_on is not None and not self._may_prefer(job, room_on):
+        if room_on is not None and not self._may_prefer(job, room_on, peers):
             room_on = None
         # A node just lost is not waited for (it may still answer, and is heard if it does),
         # unless there is no one else to wait for.
