@@ -128,8 +128,7 @@ class Executor:
                 return staged[0]
 
             try:
-                preopens = plan_preopens(spec.mounts, staging)
-                spec.outputs_dir.mkdir(parents=True, exist_ok=True)
+                preopens = plan_preopens(spec.mounts, staging)  # (the worker makes outputs_dir)
                 worker = await self._take()
                 reusable = False
                 try:
@@ -149,12 +148,12 @@ class Executor:
         await worker.send(
             {
                 "op": "run",
-                "module": str(spec.module.resolve()),
+                "module": os.path.abspath(spec.module),
                 "entry": spec.entry_point,
                 "argv": [spec.program_name, *spec.args],
                 "env": [list(pair) for pair in spec.env],
                 "preopens": [[p.host, p.guest, p.writable] for p in preopens],
-                "outputs_dir": str(spec.outputs_dir.resolve()),
+                "outputs_dir": os.path.abspath(spec.outputs_dir),
                 "memory": limits.memory,
                 "timeout": limits.timeout,
                 "stdout_cap": limits.stdout,

@@ -104,6 +104,11 @@ class Worker:
         except ModuleError as exc:
             self.emit({"ev": "error", "message": str(exc)})
             return
+        try:  # here, not in the node: a few file system calls off the node's event loop
+            os.makedirs(request["outputs_dir"], exist_ok=True)
+        except OSError as exc:
+            self.emit({"ev": "error", "message": f"cannot create the outputs folder: {exc}"})
+            return
         self.emit({"ev": "start", "module_source": loaded.source})
         sinks = (
             OutputSink("stdout", request["stdout_cap"], request["stdout_path"], self.emit),
