@@ -47,6 +47,7 @@ from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.validators import PUBSUB_SIGNING_PREFIX, signature_validator
 from libp2p.tools.anyio_service import background_trio_service
 
+from swarm.p2p import records
 from swarm.p2p.drops import DropCounter, DropReason
 
 NODES_TOPIC = "/swarm/1/nodes"
@@ -97,6 +98,7 @@ class SenderRecordCache:
 _libp2p_pubsub.maybe_consume_signed_record = _libp2p_gossipsub.maybe_consume_signed_record = (
     SenderRecordCache(_libp2p_pubsub.maybe_consume_signed_record)
 )
+records.install()  # this node's own record, made once per few seconds, not per RPC
 
 
 class BufferedReads:
