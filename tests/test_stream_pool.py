@@ -8,11 +8,18 @@ import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.peer.peerinfo import info_from_p2p_addr
 
+from swarm import schema, wire
 from swarm.errors import ProtocolError
 from swarm.p2p.drops import DropCounter
 from swarm.p2p.host import listen_addresses, open_host
-from swarm.p2p.streams import FramedStream, StreamPool, open_stream, serve_protocol
-from swarm.protocol import Ack, BidMessage, Reject
+from swarm.p2p.streams import (
+    CoalescedSends,
+    FramedStream,
+    StreamPool,
+    open_stream,
+    serve_protocol,
+)
+from swarm.protocol import Ack, BidMessage, Log, Reject, ResultEnd, ResultStart, RunEnd
 
 PROTOCOL = "/swarm/test/pool/1.0.0"
 
@@ -134,3 +141,87 @@ async def test_starting_an_exchange_skips_an_idle_stream_the_peer_closed(two_hos
     stream = await pool.start(bid("j2"))
     assert await stream.receive(Reject) == Reject("j2", "no")
     assert server.streams == 2
+
+
+# --- CoalescedSends: the messages of one exchange written together ----------------------
+
+
+class Recorder:
+    """A FramedStream stand-in that records each write; ``fail`` makes writes raise."""
+
+    def __init__(self, writes: list[bytes], *, fail: bool = False) -> None:
+        self.writes, self.fail = writes, fail
+
+    async def send_raw(self, data: bytes) -> None:
+        if self.fail:
+            raise ProtocolError("stream broke")
+        self.writes.append(data)
+
+
+def messages_in(data: bytes) -> list:
+    frames = wire.FrameDecoder(max_frame=wire.MAX_FRAME).feed(data)
+    return [schema.from_map(m, Log, RunEnd, ResultEnd, ResultStart) for m in frames]
+
+
+END = RunEnd("completed", 0, "", 0.001, 6, 0, False, False, 0)
+
+
+def coalesced(nursery, writes, *, fail_later=False, **kw) -> CoalescedSends:
+    async def first(data: bytes) -> Recorder:
+        writes.append(data)
+        return Recorder(writes, fail=fail_later)
+
+    return CoalescedSends(first, nursery, linger=0.02, urgent=(ResultEnd,), **kw)
+
+
+async def test_a_tiny_result_is_one_write_in_order(autojump_clock):
+    writes: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        sends = coalesced(nursery, writes)
+        for message in (ResultStart("j", "e"), Log("stdout", b"hi\n"), END, ResultEnd()):
+            await sends.send(message)
+        assert len(writes) == 1  # the urgent end took everything before it along
+    assert messages_in(writes[0]) == [
+        ResultStart("j", "e"),
+        Log("stdout", b"hi\n"),
+        END,
+        ResultEnd(),
+    ]
+
+
+async def test_a_message_waits_at_most_linger(autojump_clock):
+    writes: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        sends = coalesced(nursery, writes)
+        await sends.send(ResultStart("j", "e"))
+        await trio.sleep(0.019)
+        assert writes == []
+        await trio.sleep(0.002)
+        assert [messages_in(w) for w in writes] == [[ResultStart("j", "e")]]
+        await sends.send(Log("stdout", b"later\n"))  # goes on the stream the first returned
+        await trio.sleep(0.021)
+        assert [messages_in(w) for w in writes[1:]] == [[Log("stdout", b"later\n")]]
+        await sends.flush()
+        assert len(writes) == 2  # nothing waiting, nothing written
+
+
+async def test_a_full_buffer_goes_at_once(autojump_clock):
+    writes: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        sends = coalesced(nursery, writes, max_bytes=1000)
+        await sends.send(Log("stdout", b"x" * 600))
+        assert writes == []
+        await sends.send(Log("stdout", b"y" * 600))
+        assert len(writes) == 1 and len(messages_in(writes[0])) == 2
+
+
+async def test_a_failed_timed_write_is_raised_by_the_next_flush(autojump_clock):
+    writes: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        sends = coalesced(nursery, writes, fail_later=True)
+        await sends.send(ResultStart("j", "e"))
+        await trio.sleep(0.05)  # the first write went through ``first``
+        await sends.send(Log("stdout", b"lost\n"))
+        await trio.sleep(0.05)  # the timer's write fails on the broken stream
+        with pytest.raises(ProtocolError, match="broke"):
+            await sends.send(ResultEnd())

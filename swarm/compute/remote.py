@@ -27,11 +27,13 @@ from libp2p.pubsub.pb import rpc_pb2
 
 from swarm import schema
 from swarm.compute.service import MAX_MODULE_SIZE, ComputeService
+from swarm.concurrency import open_nursery
 from swarm.errors import ConfigError, ModuleError, ProtocolError
 from swarm.jobspec import JobSpec
 from swarm.p2p.drops import DropCounter, DropReason
 from swarm.p2p.gossip import JOBS_TOPIC, GuardedPubsub
 from swarm.p2p.streams import (
+    CoalescedSends,
     FramedStream,
     StreamPool,
     count_if_malformed,
@@ -59,6 +61,7 @@ from swarm.protocol import (
     JobAnnounce,
     JobAnnounces,
     Replies,
+    ResultEnd,
     ResultStart,
 )
 from swarm.storage.blobs import BlobStore
@@ -66,6 +69,7 @@ from swarm.storage.blobs import BlobStore
 MAX_SKEW = 120.0  # seconds an announce may be older or newer than our clock
 AWARD_TIMEOUT = 30.0
 ACK_TIMEOUT = 60.0
+LOG_LINGER = 0.02  # seconds a result message may wait for the next, to share its write
 _REMEMBER = 100_000
 _REQUESTERS = 256  # requesters whose links (and idle streams) are kept
 logger = logging.getLogger(__name__)
@@ -283,15 +287,24 @@ class RemoteRequester:
 
     @asynccontextmanager
     async def open_results(self, award: Award):
-        start = ResultStart(award.job_id, award.execution_id)
-        with self._counted():
-            stream = await self._results.start(start)
+        # The start goes with what follows it (within LOG_LINGER): a tiny job's whole
+        # result is one write.
+        results: CoalescedSends | None = None
         try:
-            yield stream
+            async with open_nursery() as nursery:
+                results = CoalescedSends(
+                    self._results.start_raw, nursery, linger=LOG_LINGER, urgent=(ResultEnd,)
+                )
+                await results.send(ResultStart(award.job_id, award.execution_id))
+                yield results
+                with self._counted():
+                    await results.flush()
+            stream = results.stream
             with trio.fail_after(ACK_TIMEOUT), self._counted():
                 reply = await stream.receive(Ack, Failure)
         except BaseException:
-            await self._results.discard(stream)
+            if results is not None and results.stream is not None:
+                await self._results.discard(results.stream)
             raise
         if isinstance(reply, Failure):
             await self._results.discard(stream)

@@ -109,6 +109,73 @@ class FramedStream:
             pass
 
 
+class CoalescedSends:
+    """Messages of one exchange written together: a message waits up to ``linger`` seconds
+    for the ones after it, unless it is ``urgent`` (then it goes at once, with everything
+    waiting before it), or what waits reaches ``max_bytes``.
+
+    Every frame costs a yamux frame, a Noise message and a socket write at both ends (about
+    0.3 ms of CPU each side on loopback); a tiny job's whole result (its start, a stdout
+    chunk, the run's end, the result's end) is one write this way, not four, and a chatty
+    guest's stdout still streams within ``linger``. The first write goes through ``first``
+    (e.g. ``StreamPool.start_raw``, which finds a live stream for it); the stream it
+    returns takes the rest. The waiting is done by a task in ``nursery``; call ``flush``
+    before reading the reply.
+    """
+
+    def __init__(
+        self,
+        first: Callable[[bytes], Awaitable[FramedStream]],
+        nursery: trio.Nursery,
+        *,
+        linger: float,
+        urgent: tuple[type, ...] = (),
+        max_bytes: int = 256 * 1024,
+    ) -> None:
+        self.stream: FramedStream | None = None  # once the first write is done
+        self._first = first
+        self._nursery = nursery
+        self._linger = linger
+        self._urgent = urgent
+        self._max_bytes = max_bytes
+        self._waiting = bytearray()
+        self._timer: trio.CancelScope | None = None
+        self._lock = trio.Lock()  # the timer's flush and a sender's, one write at a time
+        self._broken: BaseException | None = None  # a timer's flush failed: the next says so
+
+    async def send(self, message: Any) -> None:
+        self._waiting += wire.frame(schema.to_map(message))
+        if isinstance(message, self._urgent) or len(self._waiting) >= self._max_bytes:
+            await self.flush()
+        elif self._timer is None:
+            self._timer = trio.CancelScope(deadline=trio.current_time() + self._linger)
+            self._nursery.start_soon(self._flush_later, self._timer)
+
+    async def _flush_later(self, timer: trio.CancelScope) -> None:
+        with timer:
+            await trio.sleep_forever()
+        if timer.cancelled_caught and self._timer is timer:  # its deadline, not a flush
+            try:
+                await self.flush()
+            except ProtocolError as exc:  # the sender hears of it on its next flush
+                self._broken = exc
+
+    async def flush(self) -> None:
+        """Write everything waiting now."""
+        if self._timer is not None:
+            self._timer, timer = None, self._timer
+            timer.cancel()
+        async with self._lock:
+            if self._broken is not None:
+                raise self._broken
+            if self._waiting:
+                data, self._waiting = bytes(self._waiting), bytearray()
+                if self.stream is None:
+                    self.stream = await self._first(data)
+                else:
+                    await self.stream.send_raw(data)
+
+
 async def open_stream(host: IHost, peer_id: str, protocol: str, **kw) -> FramedStream:
     try:
         stream = await host.new_stream(ID.from_base58(peer_id), [TProtocol(protocol)])
@@ -152,7 +219,11 @@ class StreamPool:
         back. A stream whose FIN or RST is still on its way when it is taken loses the
         exchange (found out by its missing reply): only a peer that drops streams it
         served, not a swarm requester, does that."""
-        stream, _ = await self._on_a_stream(lambda stream: stream.send(message))
+        return await self.start_raw(wire.frame(schema.to_map(message)))
+
+    async def start_raw(self, data: bytes) -> FramedStream:
+        """``start`` with frames already encoded (one or several messages)."""
+        stream, _ = await self._on_a_stream(lambda stream: stream.send_raw(data))
         return stream
 
     async def _on_a_stream(
