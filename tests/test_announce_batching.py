@@ -95,3 +95,30 @@ async def test_a_failed_send_releases_its_publishers_and_the_next_message_goes_o
         assert sorted(returned) == ["lost-1", "lost-2", "next"]
         assert gossip.messages == [["next"]]
         nursery.cancel_scope.cancel()
+
+
+async def test_a_busy_requester_sends_at_most_one_message_per_gap_and_holds_no_longer(
+    autojump_clock,
+):
+    sent_at: list[float] = []
+
+    async def send(message: JobAnnounces) -> None:
+        sent_at.append(trio.current_time())
+        gossip.append([a.job_id for a in message.announces])
+
+    gossip: list[list[str]] = []
+    batcher = AnnounceBatcher(send, min_gap=0.01)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(batcher.run)
+        start = trio.current_time()
+        await batcher.publish(announce("first"))  # after a quiet moment: at once
+        for job in ("a", "b", "c"):  # rounds 2 ms apart, right after it
+            await trio.sleep(0.002)
+            nursery.start_soon(batcher.publish, announce(job))
+        await trio.sleep(0.05)
+        assert gossip == [["first"], ["a", "b", "c"]]
+        assert [round(t - start, 4) for t in sent_at] == [0.0, 0.01]
+        await trio.sleep(1)
+        await batcher.publish(announce("later"))  # quiet again: at once
+        assert gossip[-1] == ["later"] and sent_at[-1] == trio.current_time()
+        nursery.cancel_scope.cancel()
