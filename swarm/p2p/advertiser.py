@@ -1,7 +1,8 @@
 """Publishing this node's adverts and taking in everyone else's.
 
 This node publishes a fresh advert at start, soon after ``notify_changed()`` is called
-(its compute load changed), and otherwise every ``interval`` seconds (its heartbeat).
+(its compute load changed), and otherwise every ``interval`` seconds (its heartbeat), at
+multiples of the interval since the epoch so that the swarm's heartbeats coincide.
 Adverts for changes are rate-limited: one comes at least ``change_gap`` seconds after the
 advert before it, and describes the node as it is then, so a burst of changes (a hundred
 jobs arriving) makes a few adverts, not hundreds. Gossip stays control traffic: every
@@ -18,6 +19,7 @@ advert costs every node of the swarm some CPU. Incoming adverts pass two gates:
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -33,6 +35,11 @@ from swarm.p2p.gossip import NODES_TOPIC, GuardedPubsub
 from swarm.p2p.membership import MembershipTable
 
 CHANGE_GAP = 0.5  # seconds: the least time between an advert and one made for a change
+
+
+def next_beat(after: float, interval: float) -> float:
+    """The first multiple of ``interval`` (seconds since the epoch) later than ``after``."""
+    return (math.floor(after / interval) + 1) * interval
 
 
 class Advertiser:
@@ -55,6 +62,7 @@ class Advertiser:
         self._changed = trio.Event()
         self._last_seq = 0
         self._published_at = float("-inf")  # trio clock
+        self._published_wall = float("-inf")  # wall clock, at the same moment
 
     def notify_changed(self) -> None:
         """Publish a fresh advert soon (within ``change_gap``), not at the next heartbeat.
@@ -72,18 +80,28 @@ class Advertiser:
             await self.publish()
             task_status.started()
             while True:
-                with trio.move_on_at(self._published_at + self._interval):  # the heartbeat
+                with trio.move_on_at(self._next_heartbeat()):
                     await self._changed.wait()
                     await trio.sleep_until(self._published_at + self._change_gap)
                 self._changed = trio.Event()  # what changed until now goes into this advert
                 await self.publish()
                 self._table.prune()
 
+    def _next_heartbeat(self) -> float:
+        """The trio time of the next heartbeat: the next multiple of the interval since the
+        epoch (wall clock) after the last advert, so all nodes with the same interval
+        publish together and their adverts travel together (``SwarmGossipSub`` forwards
+        what arrives within a few ms in one RPC). The gap between adverts stays below the
+        interval."""
+        beat = next_beat(self._published_wall, self._interval)
+        return self._published_at + (beat - self._published_wall)
+
     async def publish(self) -> None:
         info = self._describe()
         self._table.set_self(info)
         self._last_seq = max(time.time_ns(), self._last_seq + 1)
         self._published_at = trio.current_time()
+        self._published_wall = time.time()
         await self._pubsub.publish(NODES_TOPIC, encode_advert(Advert(info, self._last_seq)))
 
     def validate(self, forwarder: ID, message: rpc_pb2.Message) -> bool:

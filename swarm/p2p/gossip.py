@@ -39,19 +39,24 @@ from typing import Any
 
 import libp2p.pubsub.gossipsub as _libp2p_gossipsub
 import libp2p.pubsub.pubsub as _libp2p_pubsub
+import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.peer.id import ID
+from libp2p.peer.peerstore import env_to_send_in_RPC
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
+from libp2p.pubsub.rpc_queue import RpcQueue
 from libp2p.pubsub.validators import PUBSUB_SIGNING_PREFIX, signature_validator
 from libp2p.tools.anyio_service import background_trio_service
 
+from swarm.p2p.coalesce import HeldMessages, merge_rpcs
 from swarm.p2p.drops import DropCounter, DropReason
 
 NODES_TOPIC = "/swarm/1/nodes"
 JOBS_TOPIC = "/swarm/1/jobs"
 RECORD_RECHECK = 60.0
+ADVERT_HOLD = 0.025  # seconds an advert may wait to be forwarded with others (per hop)
 _READ_SIZE = 64 * 1024
 
 logger = logging.getLogger(__name__)
@@ -122,8 +127,76 @@ class BufferedReads:
         return data
 
 
-def make_gossipsub() -> GossipSub:
-    return GossipSub(
+class SwarmGossipSub(GossipSub):
+    """GossipSub that forwards messages of ``held_topics`` in batches, ``hold`` apart.
+
+    A message on a held topic, ours or forwarded, waits up to ``hold`` seconds in a
+    per-peer outbox (``HeldMessages``); everything held then leaves at once, one RPC per
+    peer. A held message the peer sends us meanwhile is not sent back to it. Messages
+    of other topics (job announces) and control messages go out at once, as before.
+    """
+
+    def __init__(self, *, hold: float, held_topics: frozenset[str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._hold = hold
+        self._held_topics = held_topics
+        self._held = HeldMessages()
+        self._held_waiting = trio.Event()
+
+    async def run(self) -> None:
+        if self._hold > 0:
+            self.manager.run_daemon_task(self._forward_held)
+        await super().run()
+
+    def send_rpc(self, peer_id: ID, rpc: rpc_pb2.RPC, priority: bool = False) -> None:
+        if not self._may_hold(rpc, priority) or self.pubsub is None:
+            super().send_rpc(peer_id, rpc, priority)
+            return
+        for message in rpc.publish:
+            if not self._held.hold(peer_id, self.pubsub.get_message_id(message), message):
+                one = rpc_pb2.RPC(publish=[message], senderRecord=rpc.senderRecord)
+                super().send_rpc(peer_id, one)  # this peer's share is full: at once
+        self._held_waiting.set()
+
+    def _may_hold(self, rpc: rpc_pb2.RPC, priority: bool) -> bool:
+        return (
+            self._hold > 0
+            and not priority
+            and bool(rpc.publish)
+            and not rpc.subscriptions
+            and not rpc.HasField("control")
+            and all(
+                message.topicIDs and set(message.topicIDs) <= self._held_topics
+                for message in rpc.publish
+            )
+        )
+
+    def peer_has(self, peer_id: ID, message: rpc_pb2.Message) -> None:
+        """``peer_id`` sent us ``message``: a copy held for it is not sent."""
+        if self.pubsub is not None:
+            self._held.peer_has(peer_id, self.pubsub.get_message_id(message))
+
+    def remove_peer(self, peer_id: ID) -> None:
+        super().remove_peer(peer_id)
+        self._held.forget(peer_id)
+
+    async def _forward_held(self) -> None:
+        while True:
+            await self._held_waiting.wait()
+            await trio.sleep(self._hold)
+            self._held_waiting = trio.Event()  # what is held from now on waits for the next
+            held = self._held.take_all()
+            if not held or self.pubsub is None:
+                continue
+            record, _ = env_to_send_in_RPC(self.pubsub.host)
+            for peer_id, messages in held.items():
+                super().send_rpc(peer_id, rpc_pb2.RPC(publish=messages, senderRecord=record))
+
+
+def make_gossipsub(*, hold: float = ADVERT_HOLD) -> SwarmGossipSub:
+    return SwarmGossipSub(
+        hold=hold,
+        held_topics=frozenset({NODES_TOPIC}),
         protocols=[PROTOCOL_ID_V11, PROTOCOL_ID],
         degree=4,
         degree_low=3,
@@ -147,7 +220,7 @@ def signature_ok(message: rpc_pb2.Message) -> bool:
 class GuardedPubsub(Pubsub):
     """Pubsub that counts forged messages and survives messages that make it raise."""
 
-    def __init__(self, host: IHost, router: GossipSub, *, drops: DropCounter) -> None:
+    def __init__(self, host: IHost, router: SwarmGossipSub, *, drops: DropCounter) -> None:
         super().__init__(host, router, strict_signing=True)
         self.drops = drops
         # ``push_msg`` below checks signatures (once); the library's flag would check again.
@@ -166,10 +239,39 @@ class GuardedPubsub(Pubsub):
     async def continuously_read_stream(self, stream: INetStream) -> None:
         await super().continuously_read_stream(BufferedReads(stream))  # type: ignore[arg-type]
 
+    async def handle_sending_messages(self, peer_id: ID, stream: INetStream, queue: RpcQueue) -> None:
+        """The library's per-peer sending loop, writing what is queued together.
+
+        After the RPC it waited for, it takes whatever else is already queued for the peer
+        (no waiting) and writes it all merged, in as few RPCs as the size limit allows.
+        """
+        try:
+            while True:
+                rpc = await queue.pop()
+                if rpc is None:
+                    return  # queue closed: the peer is gone
+                batch = [rpc]
+                while len(queue):
+                    more = await queue.pop()  # returns at once, something is queued
+                    if more is None:
+                        break
+                    batch.append(more)
+                for merged in merge_rpcs(batch, queue.max_message_size):
+                    if not await self.write_msg(stream, merged):
+                        return
+        except Exception:
+            logger.debug("sending loop for %s ended on error", peer_id, exc_info=True)
+            self._handle_dead_peer(peer_id)
+
     async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
-        if msg_forwarder != self.my_id and not self._is_msg_seen(msg) and not signature_ok(msg):
-            self.drops.count(DropReason.FORGED)
-            return
+        if msg_forwarder != self.my_id:
+            if self._is_msg_seen(msg):
+                if isinstance(self.router, SwarmGossipSub):
+                    self.router.peer_has(msg_forwarder, msg)
+                return  # a duplicate: the library would drop it too
+            if not signature_ok(msg):
+                self.drops.count(DropReason.FORGED)
+                return
         try:
             await super().push_msg(msg_forwarder, msg)
         except Exception:  # a task error here would cancel the whole pubsub service
