@@ -32,6 +32,7 @@ handling a hostile message from tearing the whole pubsub service down.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -42,7 +43,6 @@ import libp2p.pubsub.pubsub as _libp2p_pubsub
 import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.peer.id import ID
-from libp2p.peer.peerstore import env_to_send_in_RPC
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
@@ -56,6 +56,7 @@ from swarm.p2p.drops import DropCounter, DropReason
 NODES_TOPIC = "/swarm/1/nodes"
 JOBS_TOPIC = "/swarm/1/jobs"
 RECORD_RECHECK = 60.0
+RECORD_REFRESH = 10.0
 ADVERT_HOLD = 0.025  # seconds an advert may wait to be forwarded with others (per hop)
 _READ_SIZE = 64 * 1024
 
@@ -101,6 +102,45 @@ class SenderRecordCache:
 
 _libp2p_pubsub.maybe_consume_signed_record = _libp2p_gossipsub.maybe_consume_signed_record = (
     SenderRecordCache(_libp2p_pubsub.maybe_consume_signed_record)
+)
+
+
+class LocalRecordCache:
+    """``env_to_send_in_RPC`` that re-derives this host's signed peer record only every
+    ``refresh`` seconds.
+
+    The library builds it for every RPC it sends and every message it forwards: the
+    host's addresses listed and parsed, compared with the stored record's, the envelope
+    serialised again; a tenth of an idle node's CPU in a 10-node swarm. The record only
+    changes when the listen addresses do, which a node notices ``refresh`` seconds later.
+    """
+
+    def __init__(
+        self,
+        make: Callable[[IHost], tuple[bytes, bool]],
+        *,
+        refresh: float = RECORD_REFRESH,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._make = make
+        self._refresh = refresh
+        self._clock = clock
+        self._made: dict[int, tuple[IHost, bytes, float]] = {}
+
+    def __call__(self, host: IHost) -> tuple[bytes, bool]:
+        now = self._clock()
+        made = self._made.get(id(host))
+        if made is not None and made[0] is host and now - made[2] < self._refresh:
+            return made[1], False
+        record, fresh = self._make(host)
+        if len(self._made) >= 64:
+            self._made.clear()
+        self._made[id(host)] = (host, record, now)
+        return record, fresh
+
+
+_libp2p_pubsub.env_to_send_in_RPC = _libp2p_gossipsub.env_to_send_in_RPC = LocalRecordCache(
+    _libp2p_pubsub.env_to_send_in_RPC
 )
 
 
@@ -183,12 +223,12 @@ class SwarmGossipSub(GossipSub):
     async def _forward_held(self) -> None:
         while True:
             await self._held_waiting.wait()
-            await trio.sleep(self._hold)
+            await trio.sleep(self._hold * random.uniform(0.4, 1.6))
             self._held_waiting = trio.Event()  # what is held from now on waits for the next
             held = self._held.take_all()
             if not held or self.pubsub is None:
                 continue
-            record, _ = env_to_send_in_RPC(self.pubsub.host)
+            record, _ = _libp2p_gossipsub.env_to_send_in_RPC(self.pubsub.host)
             for peer_id, messages in held.items():
                 super().send_rpc(peer_id, rpc_pb2.RPC(publish=messages, senderRecord=record))
 
@@ -225,6 +265,7 @@ class GuardedPubsub(Pubsub):
         self.drops = drops
         # ``push_msg`` below checks signatures (once); the library's flag would check again.
         self.strict_signing = False
+        self._reading_from: dict[trio.lowlevel.Task, ID] = {}  # reader task -> its peer
 
     async def publish(self, topic_id: str, data: bytes) -> None:
         """Publish ``data`` signed by this node (what the library does with strict signing)."""
@@ -237,7 +278,28 @@ class GuardedPubsub(Pubsub):
         await self.push_msg(self.my_id, message)
 
     async def continuously_read_stream(self, stream: INetStream) -> None:
-        await super().continuously_read_stream(BufferedReads(stream))  # type: ignore[arg-type]
+        reader = trio.lowlevel.current_task()
+        self._reading_from[reader] = stream.muxed_conn.peer_id
+        try:
+            await super().continuously_read_stream(BufferedReads(stream))  # type: ignore[arg-type]
+        finally:
+            del self._reading_from[reader]
+
+    def _is_subscribed_to_msg(self, msg: rpc_pb2.Message) -> bool:
+        """Whether the reader should hand ``msg`` on (the library asks nothing else here).
+
+        A message already seen is settled here, in the reading task, instead of in a
+        task of its own that would only find it seen (most messages a node receives are
+        such duplicates): its sender needs no copy from us.
+        """
+        if not super()._is_subscribed_to_msg(msg):
+            return False
+        if not self._is_msg_seen(msg):
+            return True
+        peer_id = self._reading_from.get(trio.lowlevel.current_task())
+        if peer_id is not None and isinstance(self.router, SwarmGossipSub):
+            self.router.peer_has(peer_id, msg)
+        return False
 
     async def handle_sending_messages(self, peer_id: ID, stream: INetStream, queue: RpcQueue) -> None:
         """The library's per-peer sending loop, writing what is queued together.
