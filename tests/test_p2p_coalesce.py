@@ -11,7 +11,14 @@ from libp2p.pubsub.rpc_queue import RpcQueue
 from libp2p.utils.varint import decode_uvarint_from_stream
 
 from swarm.p2p.coalesce import HeldMessages, merge_rpcs
-from swarm.p2p.gossip import JOBS_TOPIC, NODES_TOPIC, GuardedPubsub, LocalRecordCache, make_gossipsub
+from swarm.p2p.gossip import (
+    JOBS_TOPIC,
+    NODES_TOPIC,
+    GuardedPubsub,
+    LocalRecordCache,
+    _release_at_half_window,
+    make_gossipsub,
+)
 
 RECORD = b"r" * 300
 PEER = ID(b"peer-a")
@@ -223,3 +230,26 @@ def test_the_local_record_is_made_again_only_after_the_refresh():
 def test_merging_keeps_every_message_whatever_the_limit(limit):
     rpcs = [publish(n, size=n * 7) for n in range(30)]
     assert seqnos(merge_rpcs(rpcs, limit=limit)) == list(range(30))
+
+
+class Window:
+    """The parts of a yamux stream the window rule touches."""
+
+    def __init__(self) -> None:
+        self.window_lock = trio.Lock()
+        self._pending_recv_release = 0
+        self.target_recv_window = 256 * 1024
+        self.recv_window = self.target_recv_window
+        self.updates: list[int] = []
+
+    async def send_window_update(self, increment: int, skip_lock: bool = False) -> None:
+        self.updates.append(increment)
+
+
+async def test_gossip_streams_release_the_window_once_half_of_it_is_read():
+    window = Window()
+    for _ in range(200):  # 200 reads of 1000 bytes: 200 window updates from the library
+        window.recv_window -= 1000
+        await _release_at_half_window(window, bytes_read=1000)  # type: ignore[arg-type]
+    assert window.updates == [132_000]  # the first read reaching 128 KiB
+    assert window.recv_window == 256 * 1024 - 200_000 + 132_000

@@ -38,7 +38,9 @@ def merge_rpcs(rpcs: Iterable[rpc_pb2.RPC], limit: int) -> list[rpc_pb2.RPC]:
         rpc_size = rpc.ByteSize()
         if current is not None:
             # The record is kept once; the control entries' shared length prefix may grow.
-            extra = rpc_size - (_record_size(rpc) if rpc.senderRecord == current.senderRecord else 0)
+            extra = rpc_size - (
+                _record_size(rpc) if rpc.senderRecord == current.senderRecord else 0
+            )
             if size + extra + _SLACK <= limit:
                 current.MergeFrom(rpc)
                 size = current.ByteSize()

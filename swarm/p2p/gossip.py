@@ -327,7 +327,9 @@ class GuardedPubsub(Pubsub):
             self.router.peer_has(peer_id, msg)
         return False
 
-    async def handle_sending_messages(self, peer_id: ID, stream: INetStream, queue: RpcQueue) -> None:
+    async def handle_sending_messages(
+        self, peer_id: ID, stream: INetStream, queue: RpcQueue
+    ) -> None:
         """The library's per-peer sending loop, writing what is queued together.
 
         After the RPC it waited for, it takes whatever else is already queued for the peer
