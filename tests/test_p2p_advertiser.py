@@ -10,12 +10,13 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import pytest
 import trio
 
 from swarm.jobspec import JobSpec
 from swarm.models import NodeInfo, Resources, Role
 from swarm.node import open_node
-from swarm.p2p.advertiser import Advertiser
+from swarm.p2p.advertiser import Advertiser, next_beat
 from swarm.p2p.adverts import Advert, decode_advert
 from swarm.p2p.drops import DropCounter
 from swarm.p2p.membership import MembershipTable
@@ -76,6 +77,7 @@ async def start(nursery, *, interval: float = 2.0, change_gap: float = 0.5):
         describe=load.describe,
         interval=interval,
         change_gap=change_gap,
+        wall_clock=trio.current_time,  # the fake clock, so heartbeats fall on its multiples
     )
     await nursery.start(advertiser.run)
     return advertiser, load, pubsub
@@ -94,6 +96,25 @@ async def test_without_changes_adverts_come_every_heartbeat(autojump_clock):
     assert times(pubsub, t0) == [0, 2, 4, 6]
 
 
+async def test_heartbeats_fall_on_multiples_of_the_interval_whenever_the_node_starts(
+    autojump_clock,
+):
+    await trio.sleep(0.7)
+    async with trio.open_nursery() as nursery:
+        _, _, pubsub = await start(nursery)
+        await trio.sleep(5.5)
+        nursery.cancel_scope.cancel()
+    assert [round(at, 6) for at, _ in pubsub.published] == [0.7, 2, 4, 6]
+
+
+@pytest.mark.parametrize(
+    ("after", "interval", "beat"),
+    [(0.0, 2.0, 2.0), (0.1, 2.0, 2.0), (1.999, 2.0, 2.0), (2.0, 2.0, 4.0), (7.5, 0.5, 8.0)],
+)
+def test_next_beat_is_the_first_multiple_of_the_interval_after(after, interval, beat):
+    assert next_beat(after, interval) == beat
+
+
 async def test_a_change_is_advertised_at_once_and_a_burst_makes_two_adverts(autojump_clock):
     async with trio.open_nursery() as nursery:
         advertiser, load, pubsub = await start(nursery)
@@ -103,11 +124,12 @@ async def test_a_change_is_advertised_at_once_and_a_burst_makes_two_adverts(auto
             load.running += 1
             advertiser.notify_changed()
             await trio.sleep(0.002)
-        await trio.sleep(4.5)
+        await trio.sleep(5.5)
         nursery.cancel_scope.cancel()
     # At start; the first change at once; the other 99 together one gap later, then
-    # heartbeats again, counted from that advert.
-    assert times(pubsub, t0) == [0, 1, 1.5, 3.5, 5.5]
+    # heartbeats again on the clock's multiples of 2 s, skipping the one at 2 s (less
+    # than a gap after the last advert).
+    assert times(pubsub, t0) == [0, 1, 1.5, 4, 6]
     assert [advert.info.running for _, advert in pubsub.published] == [0, 1, 100, 100, 100]
     seqs = [advert.seq for _, advert in pubsub.published]
     assert seqs == sorted(set(seqs))

@@ -1,7 +1,9 @@
 """Publishing this node's adverts and taking in everyone else's.
 
 This node publishes a fresh advert at start, soon after ``notify_changed()`` is called
-(its compute load changed), and otherwise every ``interval`` seconds (its heartbeat).
+(its compute load changed), and otherwise every ``interval`` seconds (its heartbeat), at
+multiples of the interval since the epoch so that the swarm's heartbeats coincide (a
+heartbeat less than ``change_gap`` after a change's advert is skipped).
 Adverts for changes are rate-limited: one comes at least ``change_gap`` seconds after the
 advert before it, and describes the node as it is then, so a burst of changes (a hundred
 jobs arriving) makes a few adverts, not hundreds. Gossip stays control traffic: every
@@ -18,6 +20,8 @@ advert costs every node of the swarm some CPU. Incoming adverts pass two gates:
 
 from __future__ import annotations
 
+import functools
+import math
 import time
 from collections.abc import Callable
 
@@ -33,6 +37,17 @@ from swarm.p2p.gossip import NODES_TOPIC, GuardedPubsub
 from swarm.p2p.membership import MembershipTable
 
 CHANGE_GAP = 0.5  # seconds: the least time between an advert and one made for a change
+_MAX_VALIDATED = 256
+
+
+@functools.lru_cache(maxsize=4096)
+def _peer_id_text(peer_id: bytes) -> str:
+    return str(ID(peer_id))
+
+
+def next_beat(after: float, interval: float) -> float:
+    """The first multiple of ``interval`` (seconds since the epoch) later than ``after``."""
+    return (math.floor(after / interval) + 1) * interval
 
 
 class Advertiser:
@@ -45,6 +60,7 @@ class Advertiser:
         describe: Callable[[], NodeInfo],
         interval: float,
         change_gap: float = CHANGE_GAP,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._pubsub = pubsub
         self._table = table
@@ -52,9 +68,12 @@ class Advertiser:
         self._describe = describe
         self._interval = interval
         self._change_gap = change_gap
+        self._wall_clock = wall_clock
         self._changed = trio.Event()
+        self._validated: dict[bytes, Advert] = {}  # advert bytes -> decoded, until delivered
         self._last_seq = 0
         self._published_at = float("-inf")  # trio clock
+        self._published_wall = float("-inf")  # wall clock, at the same moment
 
     def notify_changed(self) -> None:
         """Publish a fresh advert soon (within ``change_gap``), not at the next heartbeat.
@@ -72,18 +91,29 @@ class Advertiser:
             await self.publish()
             task_status.started()
             while True:
-                with trio.move_on_at(self._published_at + self._interval):  # the heartbeat
+                with trio.move_on_at(self._next_heartbeat()):
                     await self._changed.wait()
                     await trio.sleep_until(self._published_at + self._change_gap)
                 self._changed = trio.Event()  # what changed until now goes into this advert
                 await self.publish()
                 self._table.prune()
 
+    def _next_heartbeat(self) -> float:
+        """The trio time of the next heartbeat: the first multiple of the interval since
+        the epoch (wall clock) more than ``change_gap`` (at most half the interval) after
+        the last advert. All nodes with the same interval then publish together, and
+        their adverts travel together (``SwarmGossipSub`` forwards what arrives within a
+        few ms in one RPC). Adverts stay less than 1.5 intervals apart."""
+        margin = min(self._change_gap, self._interval / 2)
+        beat = next_beat(self._published_wall + margin, self._interval)
+        return self._published_at + (beat - self._published_wall)
+
     async def publish(self) -> None:
         info = self._describe()
         self._table.set_self(info)
         self._last_seq = max(time.time_ns(), self._last_seq + 1)
         self._published_at = trio.current_time()
+        self._published_wall = self._wall_clock()
         await self._pubsub.publish(NODES_TOPIC, encode_advert(Advert(info, self._last_seq)))
 
     def validate(self, forwarder: ID, message: rpc_pb2.Message) -> bool:
@@ -97,9 +127,12 @@ class Advertiser:
         self._drops.count(reason)
         return False
 
+    @functools.cached_property
+    def _my_id(self) -> bytes:
+        return self._pubsub.my_id.to_bytes()
+
     def _judge(self, message: rpc_pb2.Message) -> DropReason | None:
-        author = ID(message.from_id)
-        if author == self._pubsub.my_id:
+        if message.from_id == self._my_id:
             return None
         if len(message.data) > MAX_ADVERT_SIZE:
             return DropReason.OVERSIZED
@@ -107,18 +140,26 @@ class Advertiser:
             advert = decode_advert(message.data)
         except ProtocolError:
             return DropReason.MALFORMED
-        if advert.info.peer_id != str(author):
+        if advert.info.peer_id != _peer_id_text(message.from_id):
             return DropReason.AUTHOR_MISMATCH
-        return self._table.check(advert)
+        reason = self._table.check(advert)
+        if reason is None:
+            if len(self._validated) >= _MAX_VALIDATED:
+                self._validated.clear()  # only ever holds what is about to be delivered
+            self._validated[message.data] = advert
+        return reason
 
     async def _receive(self, subscription) -> None:
         async for message in subscription:
-            if ID(message.from_id) == self._pubsub.my_id:
+            if message.from_id == self._my_id:
                 continue
-            try:
-                advert = decode_advert(message.data)
-            except ProtocolError:
-                continue  # counted by the validator
+            # Decoded once: by the validator, just before the message was delivered.
+            advert = self._validated.pop(message.data, None)
+            if advert is None:
+                try:
+                    advert = decode_advert(message.data)
+                except ProtocolError:
+                    continue  # counted by the validator
             # Not counted if refused: it passed the validator, so a refusal here means two
             # deliveries raced (the same advert via two peers at once), not a bad message.
             self._table.observe(advert)
