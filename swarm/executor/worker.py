@@ -44,7 +44,10 @@ from swarm.wire import FrameDecoder, frame
 _FLUSH_EVERY = 2  # ticks: live output reaches the parent within ~20 ms
 _MEASURE_EVERY = 10  # ticks: /outputs is measured every ~100 ms
 _PARENT_EVERY = 10  # ticks: a worker outlives its parent by ~100 ms at most
-_IDLE_WAKE = TICK * _PARENT_EVERY  # seconds between parent checks while no guest runs
+# Seconds between parent checks while no guest runs: a backstop only, since an idle
+# worker sits reading its stdin, which ends (EOF) the moment its node dies. Each wake-up
+# costs a little CPU, twice per compute node, in every idle node of a swarm.
+_IDLE_WAKE = 2.0
 
 
 class Worker:
@@ -71,8 +74,9 @@ class Worker:
     def _tick(self) -> None:
         """Advance the epoch; flush live output; measure /outputs while a guest runs.
 
-        Idle, it only checks for its parent every ``_IDLE_WAKE``: epochs matter only to a
-        running guest (whose deadline counts from when it starts), and a run wakes it.
+        Idle, it only checks for its parent every ``_IDLE_WAKE`` (the main thread's read of
+        stdin ends when the parent dies): epochs matter only to a running guest (whose
+        deadline counts from when it starts), and a run wakes it.
         """
         count = 0
         while True:
