@@ -51,6 +51,12 @@ def spec_for(module_digest: str, *, inputs=(), target="batch") -> dict:
     }
 
 
+def scratch_left(node) -> list[Path]:
+    """What is left in a node's scratch folder (runs remove theirs when they end)."""
+    work = node.home / "work"
+    return list(work.iterdir()) if work.is_dir() else []
+
+
 def test_a_job_runs_only_where_its_data_is(serve, tmp_path, data):
     a = serve("a", "--node-type", "requester")
     b = serve(
@@ -102,6 +108,10 @@ def test_target_all_runs_on_every_node_holding_the_data(serve, tmp_path, data):
         assert (folder / "outputs" / "count.txt").read_text() == expected_count_txt(
             python_word_counts(data)
         )
+    wait_until(  # the scratch space, outputs and all, is removed after each run
+        lambda: not any(scratch_left(n) for n in (b, c)),
+        what="the compute nodes to clean their scratch space",
+    )
 
 
 def test_200_concurrent_jobs_all_complete_once(serve, tmp_path):
@@ -136,6 +146,10 @@ def test_200_concurrent_jobs_all_complete_once(serve, tmp_path):
     assert all([e["state"] for e in j["executions"]].count("completed") == 1 for j in jobs)
     results = a.home / "results"
     assert all(len(list((results / job_id).iterdir())) == 1 for job_id in ids)
+    wait_until(  # every node cleaned its scratch space after each run
+        lambda: not any(scratch_left(n) for n in (a, b, c)),
+        what="the nodes to clean their scratch space",
+    )
     assert len(retried) <= 2, [e["message"] for e in retried]  # a rare loss, not a pattern
     assert sorted(j["id"] for j in listed) == sorted(ids)  # none lost
     nodes = {e["node_id"] for j in jobs for e in j["executions"] if e["state"] == "completed"}
