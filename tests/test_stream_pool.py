@@ -57,6 +57,10 @@ async def two_hosts():
         yield client, server
 
 
+def encoded(message) -> bytes:
+    return wire.frame(schema.to_map(message))
+
+
 def pool_to(client, server) -> StreamPool:
     return StreamPool(lambda: open_stream(client, str(server.get_id()), PROTOCOL))
 
@@ -127,7 +131,7 @@ async def test_starting_an_exchange_skips_an_idle_stream_the_peer_reset(two_host
     pool = pool_to(client, server_host)
     assert await exchange(pool, "j1") == Reject("j1", "no")  # the stream goes back idle...
     await trio.sleep(0.2)  # ...and its reset reaches us meanwhile
-    stream = await pool.start(bid("j2"))  # the dead one refuses the write: a new stream
+    stream = await pool.start_raw(encoded(bid("j2")))  # the dead one refuses it: a new one
     assert await stream.receive(Reject) == Reject("j2", "no")
     assert server.streams == 2
 
@@ -138,7 +142,7 @@ async def test_starting_an_exchange_skips_an_idle_stream_the_peer_closed(two_hos
     pool = pool_to(client, server_host)
     assert await exchange(pool, "j1") == Reject("j1", "no")
     await trio.sleep(0.2)  # the close reaches us while the stream idles
-    stream = await pool.start(bid("j2"))
+    stream = await pool.start_raw(encoded(bid("j2")))
     assert await stream.receive(Reject) == Reject("j2", "no")
     assert server.streams == 2
 

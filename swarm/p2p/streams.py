@@ -192,7 +192,7 @@ class StreamPool:
     stream, 1.8 ms on an open one), so a compute node keeps the streams of finished
     exchanges with a requester and takes one for the next: the protocols' handlers loop,
     one exchange after another. ``request`` starts with a message that gets a reply, so
-    a stream that died while idle is found out at once; ``start`` sends without waiting
+    a stream that died while idle is found out at once; ``start_raw`` sends without waiting
     (the reply comes at the exchange's end). Both skip idle streams known to be closed. A
     stream that fails is reset, never given back.
     """
@@ -213,16 +213,12 @@ class StreamPool:
             partial(_exchange, message=message, replies=replies, timeout=timeout)
         )
 
-    async def start(self, message: Any) -> FramedStream:
-        """Send ``message`` (the start of an exchange whose reply comes at its end) on an
-        idle stream the peer has not closed or reset, or on a new one; the caller gives it
-        back. A stream whose FIN or RST is still on its way when it is taken loses the
-        exchange (found out by its missing reply): only a peer that drops streams it
-        served, not a swarm requester, does that."""
-        return await self.start_raw(wire.frame(schema.to_map(message)))
-
     async def start_raw(self, data: bytes) -> FramedStream:
-        """``start`` with frames already encoded (one or several messages)."""
+        """Send ``data`` (the encoded frames that start an exchange whose reply comes at
+        its end) on an idle stream the peer has not closed or reset, or on a new one; the
+        caller gives it back. A stream whose FIN or RST is still on its way when it is taken
+        loses the exchange (found out by its missing reply): only a peer that drops streams
+        it served, not a swarm requester, does that."""
         stream, _ = await self._on_a_stream(lambda stream: stream.send_raw(data))
         return stream
 
