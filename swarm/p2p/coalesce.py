@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable
 
 from libp2p.pubsub.pb import rpc_pb2
+from libp2p.utils.varint import encode_uvarint
 
 _SLACK = 16  # bytes: a merged length prefix can be a few bytes longer than the parts'
 
@@ -58,16 +59,7 @@ def _record_size(rpc: rpc_pb2.RPC) -> int:
     if not rpc.senderRecord:
         return 0
     n = len(rpc.senderRecord)
-    return 1 + len(_varint(n)) + n
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
+    return 1 + len(encode_uvarint(n)) + n
 
 
 class HeldMessages:
