@@ -35,7 +35,8 @@ and an idle swarm's RPCs each carried one advert, several times over. Now:
 - ``SwarmGossipSub`` holds each advert (``NODES_TOPIC`` only; job announces and control
   messages are never held) for ``ADVERT_HOLD`` seconds, varied 0.4–1.6x at random so
   two neighbours rarely flush at the same moment, then forwards everything held for a
-  peer in one RPC; an advert that the peer has sent us meanwhile is not sent back;
+  peer in one RPC; an advert that the peer has sent us meanwhile is not sent back (an
+  RPC costs ~0.3 ms of CPU at each end whatever it carries; see docs/BENCHMARKS.md);
 - duplicates (most messages a node receives) are settled by the reader itself, without
   a task each, and tell the hold which peer already has the message;
 - ``GuardedPubsub``'s sending loop writes whatever is queued for a peer as one RPC
@@ -84,7 +85,9 @@ NODES_TOPIC = "/swarm/1/nodes"
 JOBS_TOPIC = "/swarm/1/jobs"
 RECORD_RECHECK = 60.0
 RECORD_REFRESH = 10.0
-ADVERT_HOLD = 0.025  # seconds an advert may wait to be forwarded with others (per hop)
+# Seconds an advert may wait to be forwarded with others, per hop (0.1 s, not 25 ms: ~45 %
+# fewer RPCs at 20 nodes, same reach there; docs/BENCHMARKS.md, Membership, 2026-11-29).
+ADVERT_HOLD = 0.1
 _READ_SIZE = 64 * 1024
 
 logger = logging.getLogger(__name__)
