@@ -18,6 +18,7 @@ from libp2p.peer.id import ID
 
 from swarm.home import KEY_FILE
 from swarm.jobspec import JobSpec
+from swarm.models import Role
 from swarm.node import open_node
 from swarm.p2p.keys import load_or_create_identity
 from swarm.requester.store import JOBS_DB, JobStore
@@ -27,6 +28,7 @@ from tests.guests import exit_with, hello, ticker
 from tests.test_jobs_cli import swarm
 from tests.test_jobs_swarm import all_healthy, wait_until
 from tests.test_p2p_security import config
+from tests.test_p2p_security import wait_until as wait_for
 
 
 @pytest.fixture(scope="module")
@@ -357,3 +359,41 @@ async def test_a_node_works_only_for_trusted_requesters(tmp_path):
         digest = y.requester.blobs.put_bytes(hello())
         job = y.requester.submit(JobSpec.from_dict({"task": {"module": digest}}))
         assert (await y.requester.wait(job.id, timeout=10)).state.value == "completed"
+
+
+async def test_a_hybrid_runs_jobs_that_read_no_data_itself_while_it_has_room(tmp_path):
+    """No announce while its own compute role has room; the swarm gets the rest."""
+    hybrid = config(tmp_path, "a", max_jobs=1)
+    async with open_node(hybrid) as a:
+        peers = (a.addresses[0],)
+        async with open_node(config(tmp_path, "b", roles=(Role.COMPUTE,), peers=peers)) as b:
+            await wait_for(
+                lambda: b.peer_id in a.requester._compute_peers(), timeout=10, what="a to see b"
+            )
+            announced: list[str] = []
+            publish = a.requester._announcer.publish
+
+            async def counted(announce):
+                announced.append(announce.job_id)
+                await publish(announce)
+
+            a.requester._announcer.publish = counted
+            quick = a.requester.blobs.put_bytes(hello())
+            slow = a.requester.blobs.put_bytes(ticker(times=20, interval=0.1))
+
+            def submit(digest: str):
+                return a.requester.submit(JobSpec.from_dict({"task": {"module": digest}}))
+
+            async def ran_on(job) -> list[str]:
+                assert (await a.requester.wait(job.id, timeout=20)).state.value == "completed"
+                return [e.node_id for e in a.requester.store.executions(job.id)]
+
+            assert await ran_on(submit(quick)) == [a.peer_id]
+            assert announced == [], "a job a's own room could take was announced"
+
+            holds_a = submit(slow)  # a's one slot, for 2 s
+            await wait_for(lambda: a.compute.running == 1, what="a to run the slow job")
+            overflow = submit(quick)
+            assert await ran_on(overflow) == [b.peer_id]
+            assert await ran_on(holds_a) == [a.peer_id]
+            assert announced == [overflow.id]

@@ -1,9 +1,10 @@
 """The requester role: accept jobs, place them, keep them placed, collect results.
 
-How one job is placed (``_place``): the job is already persisted. The requester
-publishes a signed ``JobAnnounce`` (together with the other rounds of the moment, see
-``AnnounceBatcher``), offers the job to its own compute role in-process (a
-hybrid node pays no network round trip to itself), and collects answers until every
+How one job is placed (``_place``): the job is already persisted. A hybrid node first
+offers the job to its own compute role in-process (no network round trip to itself): a
+one-node job that needs no data runs there at once if it has room, without an announce.
+Otherwise the requester publishes a signed ``JobAnnounce`` (together with the other
+rounds of the moment, see ``AnnounceBatcher``) and collects answers until every
 healthy compute node it knows of has answered or the bid window closes. The pure
 ``swarm.requester.decisions`` then says what to do: award the best bids (the others get
 a reject), keep the job *queued* (some fitting node is only busy, or the job has a queue
@@ -287,6 +288,11 @@ class RequesterService:
         peers = self._compute_peers() - {self.peer_id}
         if room_on is not None and not self._may_prefer(job, room_on, peers):
             room_on = None
+        if room_on is None and self._local is not None and not spec.task.inputs:
+            # Any node will do for a job that reads no data, and ours costs no network: with
+            # room here it runs here, and the swarm is asked only when we have none.
+            if self._may_prefer(job, self.peer_id, peers):
+                room_on = self.peer_id
         # A node just lost is not waited for (it may still answer, and is heard if it does),
         # unless there is no one else to wait for.
         bidding = Bidding(
