@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from swarm.client import Client
+from swarm.compute.scratch import is_spare
 from tests.guests import hello
 from tests.test_examples import WORDCOUNT, built_examples, expected_count_txt, python_word_counts
 from tests.test_jobs_cli import swarm
@@ -52,9 +53,10 @@ def spec_for(module_digest: str, *, inputs=(), target="batch") -> dict:
 
 
 def scratch_left(node) -> list[Path]:
-    """What is left in a node's scratch folder (runs remove theirs when they end)."""
+    """What is left in a node's scratch folder: runs remove theirs when they end, or keep
+    it, emptied, as a spare for the next run."""
     work = node.home / "work"
-    return list(work.iterdir()) if work.is_dir() else []
+    return [p for p in work.iterdir() if not is_spare(p)] if work.is_dir() else []
 
 
 def test_a_job_runs_only_where_its_data_is(serve, tmp_path, data):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import platform
-import shutil
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ import trio
 
 from swarm.compute.inputs import input_facts
 from swarm.compute.provision import DEFAULT_FETCH_CAP, prepare_mounts
+from swarm.compute.scratch import ScratchFolders
 from swarm.concurrency import open_nursery
 from swarm.config import Dataset
 from swarm.errors import SwarmError
@@ -92,6 +92,7 @@ class ComputeService:
         self.executor = executor
         self.blobs = blobs
         self.work_dir = work_dir
+        self._scratch = ScratchFolders(work_dir)
         self._bids: dict[str, ResourceRequest] = {}  # job id → reserved by an open bid
         self._runs: dict[str, ResourceRequest] = {}  # execution id → reserved by its run
         self._cancels: dict[str, tuple[str, trio.CancelScope]] = {}  # execution → requester
@@ -181,7 +182,7 @@ class ComputeService:
             logger.info("execution %s cancelled by its requester", award.execution_id)
 
     async def _run(self, award: Award, link: RequesterLink) -> None:
-        work = self.work_dir / award.execution_id
+        work = self._scratch.take(award.execution_id)
         try:
             async with link.open_results(award) as results:
                 try:
@@ -200,9 +201,7 @@ class ComputeService:
                     # (an empty /outputs sends no archive: the requester makes the empty folder)
                 await results.send(ResultEnd())
         finally:
-            if not _remove_empty(work):  # what the guest or its inputs left: in a thread
-                with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(shutil.rmtree, work, True)
+            await self._scratch.give_back(work)
 
     async def _guest(
         self, award: Award, work: Path, link: RequesterLink, results: ResultChannel
@@ -243,24 +242,6 @@ async def _forward_logs(receive: trio.MemoryReceiveChannel, results: ResultChann
     async with receive:
         async for chunk in receive:
             await results.send(Log(stream=chunk.stream, data=chunk.data))
-
-
-def _remove_empty(work: Path) -> bool:
-    """Remove a run's scratch folder at once if all it holds is an empty ``outputs/`` (the
-    common case: two system calls, where a thread hop costs more); False if not."""
-    try:
-        (work / "outputs").rmdir()
-    except FileNotFoundError:
-        pass
-    except OSError:
-        return False
-    try:
-        work.rmdir()
-    except FileNotFoundError:
-        return True
-    except OSError:
-        return False
-    return True
 
 
 def _has_entries(folder: Path) -> bool:
