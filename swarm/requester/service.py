@@ -390,6 +390,8 @@ class RequesterService:
 
     def _record_declines(self, job: JobRecord, declines: list[Decline]) -> None:
         """Log each node's reason, once per reason (a queued job is announced often)."""
+        if not declines:
+            return  # (most rounds: no need to read the job's events)
         seen = {(e.node_id, e.message) for e in self.store.events(job.id) if e.kind == "decline"}
         for decline in declines:
             if (decline.peer_id, decline.reason) not in seen:
