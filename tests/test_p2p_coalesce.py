@@ -15,10 +15,10 @@ from swarm.p2p.gossip import (
     JOBS_TOPIC,
     NODES_TOPIC,
     GuardedPubsub,
-    LocalRecordCache,
     _release_at_half_window,
     make_gossipsub,
 )
+from swarm.p2p.records import LocalRecordCache
 
 RECORD = b"r" * 300
 PEER = ID(b"peer-a")

@@ -6,7 +6,8 @@ import pytest
 from libp2p.peer.id import ID
 from libp2p.pubsub.pb import rpc_pb2
 
-from swarm.p2p.gossip import BufferedReads, SenderRecordCache
+from swarm.p2p.gossip import BufferedReads
+from swarm.p2p.records import SenderRecordCache
 
 PEER_A = ID(b"peer-a")
 PEER_B = ID(b"peer-b")
@@ -120,3 +121,18 @@ async def test_buffered_reads_without_a_size_return_what_is_buffered():
     reader = BufferedReads(Stream(b"abc"))
     assert await reader.read(1) == b"a"
     assert await reader.read() == b"bc"
+
+
+def test_the_record_caches_replace_the_library_functions_once():
+    import libp2p.pubsub.gossipsub as library_gossipsub
+    import libp2p.pubsub.pubsub as library_pubsub
+
+    from swarm.p2p import gossip  # noqa: F401  (importing it installs the caches)
+    from swarm.p2p.records import LocalRecordCache, install_record_caches
+
+    for module in (library_pubsub, library_gossipsub):
+        assert isinstance(module.maybe_consume_signed_record, SenderRecordCache)
+        assert isinstance(module.env_to_send_in_RPC, LocalRecordCache)
+    installed = library_pubsub.maybe_consume_signed_record
+    install_record_caches()
+    assert library_pubsub.maybe_consume_signed_record is installed  # not wrapped twice

@@ -17,12 +17,12 @@ Library defaults this module replaces, each measured on py-libp2p 0.8.1:
   prune back-off); see docs/BENCHMARKS.md, Membership;
 - every RPC carries the sender's signed peer record, verified again each time (an
   ed25519 check per message, duplicates included): a peer's unchanged record is only
-  re-verified every ``RECORD_RECHECK`` seconds;
+  re-verified every minute (``swarm.p2p.records``);
 - the reader takes each RPC's varint length byte by byte, every byte a read through
   yamux, its locks and its flow control: ``GuardedPubsub`` hands it a buffered stream;
 - the sender's own signed peer record is rebuilt (addresses listed and parsed, envelope
-  serialised) for every message forwarded and every RPC sent: ``LocalRecordCache``
-  rebuilds it every ``RECORD_REFRESH`` seconds;
+  serialised) for every message forwarded and every RPC sent: it is rebuilt every 10 s
+  (``swarm.p2p.records``);
 - yamux sends a WINDOW_UPDATE frame for nearly every read: the gossip reader's streams
   release their window at half of it, as go-yamux does (``_release_at_half_window``).
 
@@ -59,14 +59,12 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 import types
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import libp2p.pubsub.gossipsub as _libp2p_gossipsub
-import libp2p.pubsub.pubsub as _libp2p_pubsub
 import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.peer.id import ID
@@ -80,98 +78,17 @@ from libp2p.tools.anyio_service import background_trio_service
 
 from swarm.p2p.coalesce import HeldMessages, merge_rpcs
 from swarm.p2p.drops import DropCounter, DropReason
+from swarm.p2p.records import install_record_caches
 
 NODES_TOPIC = "/swarm/1/nodes"
 JOBS_TOPIC = "/swarm/1/jobs"
-RECORD_RECHECK = 60.0
-RECORD_REFRESH = 10.0
 # Seconds an advert may wait to be forwarded with others, per hop (0.1 s, not 25 ms: ~45 %
 # fewer RPCs at 20 nodes, same reach there; docs/BENCHMARKS.md, Membership, 2026-11-29).
 ADVERT_HOLD = 0.1
 _READ_SIZE = 64 * 1024
 
 logger = logging.getLogger(__name__)
-
-
-class SenderRecordCache:
-    """``maybe_consume_signed_record`` that skips records it has just verified.
-
-    A peer sends the same signed peer record with every RPC. The first copy (and any
-    changed one) goes through the library's check and into the peer store; the same
-    bytes from the same peer within ``recheck`` seconds are accepted as they are.
-    """
-
-    def __init__(
-        self,
-        consume: Callable[[rpc_pb2.RPC, IHost, ID], bool],
-        *,
-        recheck: float = RECORD_RECHECK,
-        clock: Callable[[], float] = time.monotonic,
-        max_peers: int = 4096,
-    ) -> None:
-        self._consume = consume
-        self._recheck = recheck
-        self._clock = clock
-        self._max_peers = max_peers
-        self._verified: dict[ID, tuple[bytes, float]] = {}
-
-    def __call__(self, rpc: rpc_pb2.RPC, host: IHost, peer_id: ID) -> bool:
-        if not rpc.HasField("senderRecord"):
-            return self._consume(rpc, host, peer_id)
-        record, now = rpc.senderRecord, self._clock()
-        known = self._verified.get(peer_id)
-        if known is not None and known[0] == record and now - known[1] < self._recheck:
-            return True
-        accepted = self._consume(rpc, host, peer_id)
-        if accepted:
-            if len(self._verified) >= self._max_peers:
-                self._verified.clear()
-            self._verified[peer_id] = (record, now)
-        return accepted
-
-
-_libp2p_pubsub.maybe_consume_signed_record = _libp2p_gossipsub.maybe_consume_signed_record = (
-    SenderRecordCache(_libp2p_pubsub.maybe_consume_signed_record)
-)
-
-
-class LocalRecordCache:
-    """``env_to_send_in_RPC`` that re-derives this host's signed peer record only every
-    ``refresh`` seconds.
-
-    The library builds it for every RPC it sends and every message it forwards: the
-    host's addresses listed and parsed, compared with the stored record's, the envelope
-    serialised again; a tenth of an idle node's CPU in a 10-node swarm. The record only
-    changes when the listen addresses do, which a node notices ``refresh`` seconds later.
-    """
-
-    def __init__(
-        self,
-        make: Callable[[IHost], tuple[bytes, bool]],
-        *,
-        refresh: float = RECORD_REFRESH,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._make = make
-        self._refresh = refresh
-        self._clock = clock
-        self._made: dict[int, tuple[IHost, bytes, float]] = {}
-
-    def __call__(self, host: IHost) -> tuple[bytes, bool]:
-        now = self._clock()
-        made = self._made.get(id(host))
-        if made is not None and made[0] is host and now - made[2] < self._refresh:
-            return made[1], False
-        record, fresh = self._make(host)
-        if len(self._made) >= 64:
-            self._made.clear()
-        self._made[id(host)] = (host, record, now)
-        return record, fresh
-
-
-_libp2p_pubsub.env_to_send_in_RPC = _libp2p_gossipsub.env_to_send_in_RPC = LocalRecordCache(
-    _libp2p_pubsub.env_to_send_in_RPC
-)
+install_record_caches()
 
 
 async def _release_at_half_window(self: YamuxStream, *, bytes_read: int = 0) -> None:
