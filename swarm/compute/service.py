@@ -30,7 +30,7 @@ import trio
 
 from swarm.compute.inputs import input_facts
 from swarm.compute.provision import DEFAULT_FETCH_CAP, prepare_mounts
-from swarm.compute.scratch import ScratchFolders
+from swarm.compute.scratch import OUTPUTS, ScratchFolders
 from swarm.concurrency import open_nursery
 from swarm.config import Dataset
 from swarm.errors import SwarmError
@@ -192,8 +192,8 @@ class ComputeService:
                     await results.send(_run_end_without_run(str(exc), retryable=exc.retryable))
                 else:
                     await results.send(_run_end(result))
-                    if result.outputs_bytes or _has_entries(work / "outputs"):
-                        chunks = pack(work / "outputs")
+                    if result.outputs_bytes or _has_entries(work / OUTPUTS):
+                        chunks = pack(work / OUTPUTS)
                         while (
                             chunk := await trio.to_thread.run_sync(next, chunks, None)
                         ) is not None:
@@ -220,7 +220,7 @@ class ComputeService:
         )
         run_spec = RunSpec(
             module=self.blobs.path(task.module),
-            outputs_dir=work / "outputs",
+            outputs_dir=work / OUTPUTS,
             mounts=mounts,
             args=task.args,
             env=task.env,
