@@ -15,6 +15,7 @@ Every node is a separate `swarm serve` process on 127.0.0.1. Goal: re-awarded <=
 
 from __future__ import annotations
 
+import shutil
 import signal
 import statistics
 import sys
@@ -126,11 +127,14 @@ def placement_latency(work: Path) -> tuple[list[float], list[float]]:
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="swarm-bench-placement-"))
     print("running... (about two minutes)", flush=True)
-    losses = {
-        how: [loss_to_reaward(work, how, i) for i in range(LOSS_ROUNDS)]
-        for how in (signal.SIGKILL, signal.SIGSTOP)
-    }
-    awarded, completed = placement_latency(work)
+    try:
+        losses = {
+            how: [loss_to_reaward(work, how, i) for i in range(LOSS_ROUNDS)]
+            for how in (signal.SIGKILL, signal.SIGSTOP)
+        }
+        awarded, completed = placement_latency(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     ms = 1000
     p50_awarded, p50_completed = statistics.median(awarded), statistics.median(completed)
     print("swarm placement benchmark (separate `swarm serve` processes on 127.0.0.1)")

@@ -26,7 +26,7 @@ def pack(message: dict[str, Any]) -> bytes:
     return msgpack.packb(message, use_bin_type=True)
 
 
-def unpack(data: bytes, *, max_size: int = MAX_FRAME) -> dict[str, Any]:
+def unpack(data: bytes | memoryview, *, max_size: int = MAX_FRAME) -> dict[str, Any]:
     """Decode one msgpack map, or raise ProtocolError whatever the bytes are."""
     if len(data) > max_size:
         raise ProtocolError(f"message of {len(data)} bytes exceeds the limit of {max_size}")
@@ -65,21 +65,33 @@ class FrameDecoder:
         self._buffer = bytearray()
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
-        """Add bytes; return every message now complete (possibly none)."""
-        self._buffer += data
+        """Add bytes; return every message now complete (possibly none).
+
+        Whole frames are decoded straight out of ``data``; only an unfinished frame is
+        kept (bodies of up to ``max_frame`` bytes are not copied on their way through).
+        """
+        buffer = self._buffer
+        if buffer:
+            buffer += data
+            data = buffer
         messages = []
-        while len(self._buffer) >= _LEN.size:
-            (length,) = _LEN.unpack_from(self._buffer)
-            if length > self.max_frame:
-                raise ProtocolError(
-                    f"frame of {length} bytes exceeds the limit of {self.max_frame}"
-                )
-            end = _LEN.size + length
-            if len(self._buffer) < end:
-                break
-            body = bytes(self._buffer[_LEN.size : end])
-            del self._buffer[:end]
-            messages.append(unpack(body, max_size=self.max_frame))
+        pos, size = 0, len(data)
+        with memoryview(data) as view:
+            while size - pos >= _LEN.size:
+                (length,) = _LEN.unpack_from(view, pos)
+                if length > self.max_frame:
+                    raise ProtocolError(
+                        f"frame of {length} bytes exceeds the limit of {self.max_frame}"
+                    )
+                end = pos + _LEN.size + length
+                if end > size:
+                    break
+                messages.append(unpack(view[pos + _LEN.size : end], max_size=self.max_frame))
+                pos = end
+            if data is not buffer:
+                self._buffer = bytearray(view[pos:])
+        if data is buffer and pos:
+            del buffer[:pos]
         return messages
 
     @property

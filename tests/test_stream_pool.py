@@ -229,3 +229,43 @@ async def test_a_failed_timed_write_is_raised_by_the_next_flush(autojump_clock):
         await trio.sleep(0.05)  # the timer's write fails on the broken stream
         with pytest.raises(ProtocolError, match="broke"):
             await sends.send(ResultEnd())
+
+
+async def test_a_large_message_with_nothing_waiting_is_its_own_write(autojump_clock):
+    writes: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        sends = coalesced(nursery, writes, max_bytes=1000)
+        await sends.send(Log("stdout", b"x" * 2000))
+        assert [messages_in(w) for w in writes] == [[Log("stdout", b"x" * 2000)]]
+
+
+async def test_messages_keep_their_order_while_a_write_is_in_progress(autojump_clock):
+    # The timer's write is still on its way when a large message and a small one come:
+    # neither may overtake what was sent before it.
+    writes: list[bytes] = []
+
+    class Slow(Recorder):
+        async def send_raw(self, data: bytes) -> None:
+            await trio.sleep(0.1)
+            self.writes.append(data)
+
+    async def first(data: bytes) -> Slow:
+        await trio.sleep(0.1)
+        writes.append(data)
+        return Slow(writes)
+
+    async with trio.open_nursery() as nursery:
+        sends = CoalescedSends(first, nursery, linger=0.02, urgent=(ResultEnd,), max_bytes=1000)
+        await sends.send(ResultStart("j", "e"))
+        await trio.sleep(0.05)  # the timed write of the start is under way
+        nursery.start_soon(sends.send, Log("stdout", b"big" * 500))
+        await trio.sleep(0.001)
+        await sends.send(Log("stdout", b"small"))
+        await sends.send(ResultEnd())
+    sent = [m for w in writes for m in messages_in(w)]
+    assert sent == [
+        ResultStart("j", "e"),
+        Log("stdout", b"big" * 500),
+        Log("stdout", b"small"),
+        ResultEnd(),
+    ]

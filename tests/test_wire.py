@@ -52,6 +52,18 @@ def test_frames_round_trip_whatever_the_chunking(batch, step):
     assert out == batch and decoder.pending == 0
 
 
+@given(st.lists(messages, min_size=1, max_size=5), st.lists(st.integers(1, 300), max_size=40))
+def test_frames_round_trip_over_uneven_pieces(batch, cuts):
+    # Pieces that end inside a length prefix, inside a body, or after several frames.
+    stream = b"".join(frame(m) for m in batch)
+    decoder, out, pos = FrameDecoder(), [], 0
+    for cut in cuts:
+        out.extend(decoder.feed(stream[pos : pos + cut]))
+        pos += cut
+    out.extend(decoder.feed(stream[pos:]))
+    assert out == batch and decoder.pending == 0
+
+
 def test_oversized_frame_is_refused_before_buffering():
     decoder = FrameDecoder(max_frame=100)
     with pytest.raises(ProtocolError, match="exceeds"):

@@ -193,11 +193,7 @@ class ComputeService:
                 else:
                     await results.send(_run_end(result))
                     if result.outputs_bytes or _has_entries(work / OUTPUTS):
-                        chunks = pack(work / OUTPUTS)
-                        while (
-                            chunk := await trio.to_thread.run_sync(next, chunks, None)
-                        ) is not None:
-                            await results.send(Outputs(chunk))
+                        await _send_outputs(work / OUTPUTS, results)
                     # (an empty /outputs sends no archive: the requester makes the empty folder)
                 await results.send(ResultEnd())
         finally:
@@ -236,6 +232,24 @@ class ComputeService:
                 finally:  # the guest is done: its room is free for the next one
                     self._runs.pop(award.execution_id, None)
                     self._on_change()
+
+
+async def _send_outputs(folder: Path, results: ResultChannel) -> None:
+    """Send ``folder`` as an archive, packing the next chunk (in a thread) while the one
+    before it is on its way, so packing and sending overlap instead of taking turns."""
+    send, receive = trio.open_memory_channel[bytes](1)
+    async with open_nursery() as nursery:
+        nursery.start_soon(_pack_into, folder, send)
+        async with receive:
+            async for chunk in receive:
+                await results.send(Outputs(chunk))
+
+
+async def _pack_into(folder: Path, send: trio.MemorySendChannel) -> None:
+    chunks = pack(folder)
+    async with send:
+        while (chunk := await trio.to_thread.run_sync(next, chunks, None)) is not None:
+            await send.send(chunk)
 
 
 async def _forward_logs(receive: trio.MemoryReceiveChannel, results: ResultChannel) -> None:

@@ -144,10 +144,17 @@ class CoalescedSends:
         self._broken: BaseException | None = None  # a timer's flush failed: the next says so
 
     async def send(self, message: Any) -> None:
-        self._waiting += wire.frame(schema.to_map(message))
-        if isinstance(message, self._urgent) or len(self._waiting) >= self._max_bytes:
-            await self.flush()
-        elif self._timer is None:
+        data = wire.frame(schema.to_map(message))
+        if isinstance(message, self._urgent) or len(self._waiting) + len(data) >= self._max_bytes:
+            if self._waiting:
+                self._waiting += data
+                await self.flush()
+            else:  # nothing waits ahead of it: written as it is (the lock is fair: in turn)
+                async with self._lock:
+                    await self._write(data)
+            return
+        self._waiting += data
+        if self._timer is None:
             self._timer = trio.CancelScope(deadline=trio.current_time() + self._linger)
             self._nursery.start_soon(self._flush_later, self._timer)
 
@@ -166,14 +173,19 @@ class CoalescedSends:
             self._timer, timer = None, self._timer
             timer.cancel()
         async with self._lock:
-            if self._broken is not None:
-                raise self._broken
-            if self._waiting:
-                data, self._waiting = bytes(self._waiting), bytearray()
-                if self.stream is None:
-                    self.stream = await self._first(data)
-                else:
-                    await self.stream.send_raw(data)
+            data, self._waiting = bytes(self._waiting), bytearray()
+            await self._write(data)
+
+    async def _write(self, data: bytes) -> None:
+        # (called with the lock held)
+        if self._broken is not None:
+            raise self._broken
+        if not data:
+            return
+        if self.stream is None:
+            self.stream = await self._first(data)
+        else:
+            await self.stream.send_raw(data)
 
 
 async def open_stream(host: IHost, peer_id: str, protocol: str, **kw) -> FramedStream:
