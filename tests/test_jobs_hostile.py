@@ -214,6 +214,24 @@ async def test_bad_job_announces_are_dropped_counted_and_get_no_bid(tmp_path):
         assert agent["connected_peers"] == 1
 
 
+async def test_an_announce_passed_by_the_validator_is_decoded_once(tmp_path, monkeypatch):
+    decoded = []
+    real_decode = schema.decode
+
+    def counting_decode(data, *classes, **kwargs):
+        if JobAnnounces in classes:
+            decoded.append(data)
+        return real_decode(data, *classes, **kwargs)
+
+    monkeypatch.setattr(schema, "decode", counting_decode)
+    async with open_node(config(tmp_path, "x")) as x, attacker_of(x) as mallory:
+        genuine = announce(str(mallory.peer_id), "genuine")
+        mallory.send(x.host.get_id(), mallory.message(genuine))
+        await wait_until(lambda: mallory.answers, what="x to answer the announce")
+    assert [(type(a), a.job_id) for a in mallory.answers] == [(BidMessage, "genuine")]
+    assert decoded == [genuine]  # by the validator; the subscription loop took its result
+
+
 async def refused(mallory, node, protocol: str, *frames: bytes, half_close=False) -> None:
     """Sends ``frames`` on a new ``protocol`` stream; the node must reset it unanswered."""
     stream = await open_stream(mallory.host, node.peer_id, protocol)

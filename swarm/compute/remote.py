@@ -72,6 +72,7 @@ ACK_TIMEOUT = 60.0
 LOG_LINGER = 0.02  # seconds a result message may wait for the next, to share its write
 _REMEMBER = 100_000
 _REQUESTERS = 256  # requesters whose links (and idle streams) are kept
+_PASSED = 64  # decoded announce messages waiting for the subscription loop
 logger = logging.getLogger(__name__)
 
 
@@ -84,6 +85,9 @@ class AnnounceListener:
         self.compute = compute
         self.drops = drops
         self._seen: OrderedDict[tuple[str, int], None] = OrderedDict()
+        # Announce messages the validator decoded and passed, by gossip message id, for
+        # the subscription loop to take instead of decoding them again.
+        self._passed: OrderedDict[tuple[bytes, bytes], JobAnnounces] = OrderedDict()
         self._requesters: OrderedDict[str, RemoteRequester] = OrderedDict()
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -95,10 +99,12 @@ class AnnounceListener:
             async for message in subscription:
                 if ID(message.from_id) == self.pubsub.my_id:
                     continue  # our own jobs reach our compute role in-process
-                try:
-                    batch = schema.decode(message.data, JobAnnounces, max_size=MAX_ANNOUNCES)
-                except ProtocolError:
-                    continue  # counted by the validator
+                batch = self._passed.pop((message.from_id, message.seqno), None)
+                if batch is None:
+                    try:
+                        batch = schema.decode(message.data, JobAnnounces, max_size=MAX_ANNOUNCES)
+                    except ProtocolError:
+                        continue  # counted by the validator
                 if batch.announces:
                     nursery.start_soon(self._answer, batch.announces, nursery)
 
@@ -149,6 +155,9 @@ class AnnounceListener:
             self._seen[key] = None
         while len(self._seen) > _REMEMBER:
             self._seen.popitem(last=False)
+        self._passed[(message.from_id, message.seqno)] = batch
+        while len(self._passed) > _PASSED:
+            self._passed.popitem(last=False)
         return None
 
     def _requester(self, announce: JobAnnounce, nursery: trio.Nursery) -> RemoteRequester:
