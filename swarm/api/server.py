@@ -9,6 +9,8 @@ from fastapi import FastAPI
 from hypercorn.config import Config
 from hypercorn.trio import serve
 
+from swarm.api import hypercorn_tuning
+
 
 async def serve_api(
     app: FastAPI, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED
@@ -18,6 +20,7 @@ async def serve_api(
     The caller checks that the port is free first (a bind error inside hypercorn
     surfaces as a nested exception group, not as a message a user can act on).
     """
+    hypercorn_tuning.install()
     config = Config()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     config.errorlog = None  # the node prints its own banner; no hypercorn log lines
