@@ -269,3 +269,53 @@ async def test_messages_keep_their_order_while_a_write_is_in_progress(autojump_c
         Log("stdout", b"small"),
         ResultEnd(),
     ]
+
+
+# --- window updates: one per RELEASE_BATCH bytes read, not one per read ------------------
+
+
+@pytest.fixture
+def window_updates(monkeypatch):
+    """Window-update frames sent, by stream, on every host of the test."""
+    from libp2p.stream_muxer.yamux.yamux import YamuxStream
+
+    sent: list[int] = []
+    real = YamuxStream.send_window_update
+
+    async def counted(self, increment, *args, **kwargs):
+        sent.append(increment)
+        return await real(self, increment, *args, **kwargs)
+
+    monkeypatch.setattr(YamuxStream, "send_window_update", counted)
+    return sent
+
+
+async def test_small_messages_are_read_without_a_window_update_each(two_hosts, window_updates):
+    client, server_host = two_hosts
+    Server(server_host)
+    pool = pool_to(client, server_host)
+    await exchange(pool, "warm-up")  # the stream's set-up reads are the library's own
+    window_updates.clear()
+    for i in range(200):  # ~200 x 40 bytes each way, well under RELEASE_BATCH
+        assert await exchange(pool, f"j{i}") == Reject(f"j{i}", "no")
+    assert window_updates == []
+
+
+async def test_a_bulk_transfer_still_gets_its_window_back(two_hosts, window_updates):
+    client, server_host = two_hosts
+    got: list[int] = []
+
+    async def sink(stream: FramedStream) -> None:
+        while (message := await stream.receive_or_end(Log)) is not None:
+            got.append(len(message.data))
+        await stream.send(Ack())
+
+    serve_protocol(server_host, PROTOCOL, sink, drops=DropCounter())
+    stream = await open_stream(client, str(server_host.get_id()), PROTOCOL)
+    with trio.fail_after(20):
+        for _ in range(8):  # 8 MiB: far past the 256 KiB window it starts with
+            await stream.send(Log("stdout", bytes(1 << 20)))
+        await stream.stream.close()
+        assert await stream.receive(Ack) == Ack()
+    assert got == [1 << 20] * 8
+    assert sum(window_updates) >= 7 << 20  # released as it was read
