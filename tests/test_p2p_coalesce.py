@@ -15,10 +15,10 @@ from swarm.p2p.gossip import (
     JOBS_TOPIC,
     NODES_TOPIC,
     GuardedPubsub,
-    _release_at_half_window,
     make_gossipsub,
 )
 from swarm.p2p.records import LocalRecordCache
+from swarm.p2p.windows import release_at_half_window
 
 RECORD = b"r" * 300
 PEER = ID(b"peer-a")
@@ -250,6 +250,6 @@ async def test_gossip_streams_release_the_window_once_half_of_it_is_read():
     window = Window()
     for _ in range(200):  # 200 reads of 1000 bytes: 200 window updates from the library
         window.recv_window -= 1000
-        await _release_at_half_window(window, bytes_read=1000)  # type: ignore[arg-type]
+        await release_at_half_window(window, bytes_read=1000)  # type: ignore[arg-type]
     assert window.updates == [132_000]  # the first read reaching 128 KiB
     assert window.recv_window == 256 * 1024 - 200_000 + 132_000

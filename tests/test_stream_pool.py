@@ -271,7 +271,7 @@ async def test_messages_keep_their_order_while_a_write_is_in_progress(autojump_c
     ]
 
 
-# --- window updates: one per RELEASE_BATCH bytes read, not one per read ------------------
+# --- window updates: one per windows.RELEASE_BATCH bytes read, not one per read ------------------
 
 
 @pytest.fixture
@@ -296,7 +296,7 @@ async def test_small_messages_are_read_without_a_window_update_each(two_hosts, w
     pool = pool_to(client, server_host)
     await exchange(pool, "warm-up")  # the stream's set-up reads are the library's own
     window_updates.clear()
-    for i in range(200):  # ~200 x 40 bytes each way, well under RELEASE_BATCH
+    for i in range(200):  # ~200 x 40 bytes each way, well under windows.RELEASE_BATCH
         assert await exchange(pool, f"j{i}") == Reject(f"j{i}", "no")
     assert window_updates == []
 

@@ -24,7 +24,7 @@ Library defaults this module replaces, each measured on py-libp2p 0.8.1:
   serialised) for every message forwarded and every RPC sent: it is rebuilt every 10 s
   (``swarm.p2p.records``);
 - yamux sends a WINDOW_UPDATE frame for nearly every read: the gossip reader's streams
-  release their window at half of it, as go-yamux does (``_release_at_half_window``).
+  release their window at half of it, as go-yamux does (``swarm.p2p.windows``).
 
 Fewer, fuller RPCs. py-libp2p spends about the same per RPC (yamux frame, Noise, socket
 write; at the receiver the reverse, a parse and the sender record) whatever it carries,
@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import logging
 import random
-import types
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -73,9 +72,9 @@ from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.rpc_queue import RpcQueue
 from libp2p.pubsub.validators import PUBSUB_SIGNING_PREFIX, signature_validator
-from libp2p.stream_muxer.yamux.yamux import YamuxStream
 from libp2p.tools.anyio_service import background_trio_service
 
+from swarm.p2p import windows
 from swarm.p2p.coalesce import HeldMessages, merge_rpcs
 from swarm.p2p.drops import DropCounter, DropReason
 from swarm.p2p.records import install_record_caches
@@ -89,25 +88,6 @@ _READ_SIZE = 64 * 1024
 
 logger = logging.getLogger(__name__)
 install_record_caches()
-
-
-async def _release_at_half_window(self: YamuxStream, *, bytes_read: int = 0) -> None:
-    """Window updates the go-yamux way: once half the receive window has been read.
-
-    py-libp2p's rule (``YamuxStream._auto_tune_and_send_window_update``) also sends one
-    for most reads below that threshold, so a gossip stream sent the peer a frame (a
-    yamux write, a Noise encryption, a socket send, and the peer's work to take it in)
-    for nearly every batch of RPCs it read. Gossip streams get this rule instead; the
-    window stays at the library's 256 KiB, far beyond what gossip needs in flight.
-    """
-    async with self.window_lock:
-        self._pending_recv_release += bytes_read
-        release = self._pending_recv_release
-        if release < self.target_recv_window // 2:
-            return
-        self._pending_recv_release = 0
-        self.recv_window += release
-    await self.send_window_update(release, skip_lock=True)
 
 
 class BufferedReads:
@@ -244,11 +224,7 @@ class GuardedPubsub(Pubsub):
         await self.push_msg(self.my_id, message)
 
     async def continuously_read_stream(self, stream: INetStream) -> None:
-        muxed = getattr(stream, "muxed_stream", None)
-        if isinstance(muxed, YamuxStream):  # this stream only: bulk streams keep auto-tuning
-            muxed._auto_tune_and_send_window_update = types.MethodType(  # type: ignore[method-assign]
-                _release_at_half_window, muxed
-            )
+        windows.use(stream, windows.release_at_half_window)  # bulk streams keep auto-tuning
         reader = trio.lowlevel.current_task()
         self._reading_from[reader] = stream.muxed_conn.peer_id
         try:

@@ -13,7 +13,6 @@ is a peer gone, not a bad message (``count_if_malformed``).
 from __future__ import annotations
 
 import logging
-import types
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, TypeVar
@@ -23,16 +22,15 @@ from libp2p.abc import IHost, INetStream
 from libp2p.custom_types import TProtocol
 from libp2p.network.stream.exceptions import StreamError
 from libp2p.peer.id import ID
-from libp2p.stream_muxer.yamux.yamux import YamuxStream
 
 from swarm import schema, wire
 from swarm.errors import ProtocolError
+from swarm.p2p import windows
 from swarm.p2p.drops import DropCounter, DropReason
 
 M = TypeVar("M")
 T = TypeVar("T")
 READ_SIZE = 1 << 20
-RELEASE_BATCH = 32 * 1024  # bytes read before the peer is told it may send more
 logger = logging.getLogger(__name__)
 
 
@@ -47,35 +45,12 @@ def count_if_malformed(drops: DropCounter, exc: ProtocolError) -> None:
         drops.count(DropReason.MALFORMED)
 
 
-async def _release_in_batches(self: YamuxStream, *, bytes_read: int = 0) -> None:
-    """py-libp2p's window update, for every ``RELEASE_BATCH`` bytes read, not every read.
-
-    The library (``YamuxStream._auto_tune_and_send_window_update``) answers nearly every
-    read with a WINDOW_UPDATE frame: for the small messages of a bid or result exchange,
-    a frame back (a yamux write, a Noise encryption, a socket send, and the peer's work
-    to take it in) for each message. Reads are counted here and handed to the library
-    as one read once they add up to ``RELEASE_BATCH``; large reads (a bulk transfer) go
-    straight through, so its window still grows. The window is at least 256 KiB, so a
-    peer never waits for the bytes held back here.
-    """
-    held = getattr(self, "_swarm_unreleased", 0) + bytes_read
-    if held < RELEASE_BATCH:
-        self._swarm_unreleased = held
-        return
-    self._swarm_unreleased = 0
-    await YamuxStream._auto_tune_and_send_window_update(self, bytes_read=held)
-
-
 class FramedStream:
     def __init__(self, stream: INetStream, *, max_frame: int = wire.MAX_FRAME):
         self.stream = stream
         self.decoder = wire.FrameDecoder(max_frame=max_frame)
         self._ready: list[dict[str, Any]] = []
-        muxed = getattr(stream, "muxed_stream", None)
-        if isinstance(muxed, YamuxStream):
-            muxed._auto_tune_and_send_window_update = types.MethodType(  # type: ignore[method-assign]
-                _release_in_batches, muxed
-            )
+        windows.use(stream, windows.release_in_batches)
 
     @property
     def peer_id(self) -> str:
