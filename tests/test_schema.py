@@ -115,17 +115,16 @@ values = st.recursive(
 @given(st.sampled_from(SAMPLES), st.data())
 def test_any_change_to_a_message_decodes_or_raises_protocol_error(message, data):
     body = schema.to_map(message)
-    target, key = body, None
+    target = body  # a message's map always holds "type" and "v": never empty
     while True:  # walk to a random spot and put any value there
-        keys = list(target) if isinstance(target, dict) else list(range(len(target)))
-        if not keys:
+        key = data.draw(
+            st.sampled_from(list(target) if isinstance(target, dict) else range(len(target)))
+        )
+        child = target[key]
+        if not isinstance(child, dict | list) or not child or data.draw(st.booleans()):
             break
-        key = data.draw(st.sampled_from(keys))
-        if not isinstance(target[key], dict | list) or data.draw(st.booleans()):
-            break
-        target = target[key]
-    if key is not None:
-        target[key] = data.draw(values)
+        target = child  # go into a non-empty map or list
+    target[key] = data.draw(values)
     try:
         assert isinstance(schema.from_map(body, *CLASSES), tuple(CLASSES))
     except ProtocolError:
