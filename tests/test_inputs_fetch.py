@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -116,10 +117,13 @@ def web():
     web.server.server_close()
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port that refuses connections for the whole test: bound, never listening, so
+    nothing else the test starts (a node binding port 0) can be handed it meanwhile."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        yield holder.getsockname()[1]
 
 
 # fetch_url
@@ -155,8 +159,8 @@ async def test_fetch_failures_say_why_and_leave_no_file(web, tmp_path, path, cap
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
-async def test_fetch_from_a_closed_port_is_connection_refused(tmp_path, scheme):
-    url = f"{scheme}://127.0.0.1:{closed_port()}/x.csv"
+async def test_fetch_from_a_closed_port_is_connection_refused(tmp_path, scheme, closed_port):
+    url = f"{scheme}://127.0.0.1:{closed_port}/x.csv"
     async with httpx.AsyncClient() as client:
         with pytest.raises(MountError) as caught:
             await fetch_url(client, url, tmp_path / "x.csv", cap=100)
@@ -259,10 +263,10 @@ async def test_mount_failures(web, tmp_path):
 # Whole jobs on a node: the guest reads the downloaded file as /inputs/words.txt
 
 
-async def test_jobs_with_url_inputs(web, tmp_path):
+async def test_jobs_with_url_inputs(web, tmp_path, closed_port):
     web.serve("words.txt", WORDS)
     web.serve("large.txt", b"word " * 1000)  # over the cap of 4 KiB set below
-    refused = f"http://127.0.0.1:{closed_port()}/x.csv"
+    refused = f"http://127.0.0.1:{closed_port}/x.csv"
     async with open_node(config(tmp_path, "x")) as node:
         node.compute.settings = replace(
             node.compute.settings, fetch_cap=4096, fetch_private_urls=True
