@@ -52,10 +52,10 @@ class ScratchFolders:
     def _keep_if_empty(self, folder: Path) -> bool:
         if len(self._spares) >= self.keep:
             return False
+        if not _only_empty_outputs(folder):
+            return False
+        spare = self.root / f"{SPARE_PREFIX}{next(self._names)}"
         try:
-            if os.listdir(folder) != [OUTPUTS] or os.listdir(folder / OUTPUTS):
-                return False
-            spare = self.root / f"{SPARE_PREFIX}{next(self._names)}"
             os.rename(folder, spare)
         except OSError:
             return False
@@ -65,12 +65,12 @@ class ScratchFolders:
 
 def is_spare(path: Path) -> bool:
     """A kept spare: named so, holding only an empty ``outputs/``."""
+    return path.name.startswith(SPARE_PREFIX) and _only_empty_outputs(path)
+
+
+def _only_empty_outputs(folder: Path) -> bool:
     try:
-        return (
-            path.name.startswith(SPARE_PREFIX)
-            and os.listdir(path) == [OUTPUTS]
-            and not os.listdir(path / OUTPUTS)
-        )
+        return os.listdir(folder) == [OUTPUTS] and not os.listdir(folder / OUTPUTS)
     except OSError:
         return False
 
