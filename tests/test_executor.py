@@ -306,6 +306,32 @@ async def test_hostile_guests_leave_the_executor_healthy(executor, module, tmp_p
     assert result.status == RunStatus.COMPLETED
 
 
+async def test_never_more_workers_than_runs_at_once(module, tmp_path, monkeypatch):
+    # Warm workers wait for the next runs, but no more of them than can run at once: one
+    # beyond that could only sit idle, and each costs a Python start-up and its memory.
+    from swarm.executor import pool
+
+    spawned = []
+    spawn = pool._WorkerProcess.spawn.__func__
+
+    async def counted(cls, cache_dir):
+        worker = await spawn(cls, cache_dir)
+        spawned.append(worker.process.pid)
+        return worker
+
+    monkeypatch.setattr(pool._WorkerProcess, "spawn", classmethod(counted))
+    async with open_executor(cache_dir=tmp_path / "cache", max_workers=2, warm=2) as executor:
+        await executor.warm_up()
+        assert len(spawned) == 2
+        for _ in range(3):
+            async with trio.open_nursery() as nursery:
+                for _ in range(2):
+                    nursery.start_soon(executor.run, spec(tmp_path, module(guests.hello())))
+        await executor.warm_up()  # any spawn under way has finished
+        assert len(spawned) == 2, "a worker was started that no run could use"
+        assert len(executor._idle) == 2
+
+
 async def test_workers_outlive_the_thread_that_started_them(module, tmp_path, monkeypatch):
     # trio starts processes from its thread cache, whose threads end when idle; a worker
     # must not die with that thread (PR_SET_PDEATHSIG did exactly that, 10 s in).

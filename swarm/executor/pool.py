@@ -106,9 +106,11 @@ class Executor:
         self._nursery = nursery
         self._cache_dir = cache_dir
         self._slots = trio.CapacityLimiter(max_workers)
+        self._max_workers = max_workers
         self._warm = min(warm, max_workers)
         self._idle: list[_WorkerProcess] = []
         self._spawning = 0
+        self._busy = 0  # workers taken by a run and not yet given back
 
     async def run(
         self, spec: RunSpec, *, output: trio.MemorySendChannel | None = None
@@ -203,23 +205,34 @@ class Executor:
         while self._idle:
             worker = self._idle.pop()
             if worker.alive:
+                self._busy += 1
                 self._top_up()
                 return worker
             self._nursery.start_soon(worker.reap)
         worker = await _WorkerProcess.spawn(self._cache_dir)
+        self._busy += 1
         self._top_up()
         return worker
 
     def _give_back(self, worker: _WorkerProcess, reusable: bool) -> None:
-        if reusable and worker.alive:
+        self._busy -= 1
+        # (A worker spawned for a run while another was spawning in the background can
+        # leave one worker too many: it goes when given back.)
+        if reusable and worker.alive and len(self._idle) + self._busy < self._max_workers:
             self._idle.append(worker)
         else:
             self._nursery.start_soon(worker.reap)
             self._top_up()
 
     def _top_up(self) -> None:
-        """Keep ``warm`` idle workers ready, spawning in the background."""
-        for _ in range(self._warm - len(self._idle) - self._spawning):
+        """Keep up to ``warm`` idle workers ready, spawning in the background, but never
+        more workers in all than runs at once (``max_workers``): a worker beyond that
+        could only sit idle."""
+        wanted = min(
+            self._warm - len(self._idle) - self._spawning,
+            self._max_workers - len(self._idle) - self._spawning - self._busy,
+        )
+        for _ in range(wanted):
             self._spawning += 1
             self._nursery.start_soon(self._spawn_idle)
 
