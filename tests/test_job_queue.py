@@ -17,6 +17,37 @@ def test_oldest_first_and_a_job_keeps_its_place():
     assert "a" not in queue and len(queue) == 2
 
 
+def test_a_job_that_met_only_busy_nodes_goes_back_to_its_place():
+    queue = JobQueue()
+    for i in range(5):
+        queue.add(f"j{i}")
+    queue.freed()
+    assert queue.next_batch(set(), limit=16) == ["j0"]
+    queue.add("j5")  # a newer job joins the line meanwhile
+    queue.add("j0", reason="every node was busy")  # its round placed nothing
+    for _ in range(2):
+        queue.freed()
+    assert queue.next_batch(set(), limit=16) == ["j0", "j1"]  # not behind j4 and j5
+    queue.remove("j2")  # stopped while queued
+    queue.add("j2")  # (had it come back, it would have its place again)
+    queue.forget("j3")  # ended
+    for _ in range(10):
+        queue.freed()
+    assert queue.next_batch(set(), limit=16) == ["j2", "j4", "j5"]
+    assert len(queue) == 0
+
+
+def test_a_job_no_node_could_take_goes_to_the_back():
+    queue = JobQueue()
+    for job_id in ("fits-nowhere", "a", "b"):
+        queue.add(job_id)
+    assert queue.next_batch(set(), limit=16) == ["fits-nowhere"]
+    queue.add("fits-nowhere", reason="no node has zone=ap", back=True)
+    assert queue.next_batch(set(), limit=16) == ["a"]  # one look each: it holds no one up
+    assert queue.next_batch(set(), limit=16) == ["b"]
+    assert queue.next_batch(set(), limit=16) == ["fits-nowhere"]
+
+
 def test_as_many_as_room_appeared_and_never_more_than_the_limit():
     queue = JobQueue()
     for i in range(20):

@@ -1,16 +1,24 @@
 """The requester's queue: jobs no node could take yet, and when to try them again.
 
 A job waits here, oldest first, with the deadline its queue timeout sets (none when it
-only waits for a busy node) and the reasons of its last round. Trying again is worth it
-when room appeared: an execution ended (``freed``) or a compute node joined (``joined``);
-``next_batch`` hands out that many jobs (at least one, so a periodic look still makes
-progress), and the requester asks again at once while rounds succeed. Pure bookkeeping:
-no clock (the caller passes ``now``) and no I/O; ``wake`` is the one trio object, the
-event the requester's loop waits on.
+only waits for a busy node) and the reasons of its last round. A job handed out for a
+round in which a node it fits was only busy comes back to its own place in the line:
+under load many rounds find every node busy, and a job sent to the back each time could
+wait for the whole line again and again. A job that no node could take at all (its
+constraints, or no answer) goes to the back, so that it does not hold up the jobs behind
+it while it waits for a node that may never come.
+
+Trying again is worth it when room appeared: an execution ended (``freed``) or a compute
+node joined (``joined``); ``next_batch`` hands out that many jobs (at least one, so a
+periodic look still makes progress), and the requester asks again at once while rounds
+succeed. Pure bookkeeping: no clock (the caller passes ``now``) and no I/O; ``wake`` is
+the one trio object, the event the requester's loop waits on.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 
 import trio
@@ -19,6 +27,9 @@ import trio
 class JobQueue:
     def __init__(self) -> None:
         self._deadlines: dict[str, float] = {}  # job id → when its queue timeout ends
+        self._places: dict[str, int] = {}  # job id → its place in line, kept until it ends
+        self._line: list[tuple[int, str]] = []  # heap of (place, job id); stale entries skipped
+        self._counter = itertools.count()
         self._reasons: dict[str, str] = {}  # job id → why its last round placed nothing
         self._freed = 0
         self._peers: set[str] = set()
@@ -30,9 +41,15 @@ class JobQueue:
     def __len__(self) -> int:
         return len(self._deadlines)
 
-    def add(self, job_id: str, *, deadline: float = math.inf, reason: str = "") -> None:
-        """Queue a job (again); it keeps its place if it was queued already."""
-        self._deadlines.setdefault(job_id, deadline)
+    def add(
+        self, job_id: str, *, deadline: float = math.inf, reason: str = "", back: bool = False
+    ) -> None:
+        """Queue a job (again): at the place it had before, or at the ``back`` of the line."""
+        if job_id not in self._deadlines:
+            self._deadlines[job_id] = deadline
+            if back or job_id not in self._places:
+                self._places[job_id] = next(self._counter)
+            heapq.heappush(self._line, (self._places[job_id], job_id))
         if reason:
             self._reasons[job_id] = reason
 
@@ -43,6 +60,7 @@ class JobQueue:
         """The job has ended: nothing of it stays."""
         self._deadlines.pop(job_id, None)
         self._reasons.pop(job_id, None)
+        self._places.pop(job_id, None)
 
     def reason(self, job_id: str) -> str:
         return self._reasons.get(job_id, "")
@@ -65,9 +83,11 @@ class JobQueue:
         joined, self._peers = peers - self._peers, peers
         budget = min(max(1, self._freed + len(joined)), limit)
         self._freed = 0
-        batch = list(self._deadlines)[:budget]
-        for job_id in batch:
-            del self._deadlines[job_id]
+        batch: list[str] = []
+        while self._line and len(batch) < budget:
+            _, job_id = heapq.heappop(self._line)
+            if self._deadlines.pop(job_id, None) is not None:  # else: left the queue meanwhile
+                batch.append(job_id)
         return batch
 
     def rewake(self) -> trio.Event:

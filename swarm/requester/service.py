@@ -246,10 +246,10 @@ class RequesterService:
             return False
         return all(e.node_id != node for e in self.store.executions(job.id))
 
-    def _enqueue(self, job: JobRecord, reason: str) -> None:
+    def _enqueue(self, job: JobRecord, reason: str, *, back: bool = False) -> None:
         timeout = job.spec.queue_timeout
         deadline = job.created + timeout if timeout > 0 else math.inf
-        self._queue.add(job.id, deadline=deadline, reason=reason)
+        self._queue.add(job.id, deadline=deadline, reason=reason, back=back)
 
     async def _place(self, job_id: str, room_on: str | None = None) -> Outcome | None:
         """One placement round (the caller has counted it in ``_placing``); ``room_on``: the
@@ -365,11 +365,13 @@ class RequesterService:
                 self.store.set_job_state(job.id, JobState.RUNNING, f"awarded to {names}")
             if decision.missing:  # more nodes wanted: the rest waits in the queue
                 self.store.add_event(job.id, "queued", _waiting(decision.reason))
-                self._enqueue(job, decision.reason)
+                self._enqueue(job, decision.reason, back=not busy)
         elif decision.outcome is Outcome.WAIT:
             if job.state is JobState.PENDING:
                 self.store.set_job_state(job.id, JobState.QUEUED, _waiting(decision.reason))
-            self._enqueue(job, decision.reason)
+            # A job that only met busy nodes keeps its place in line; one no node could
+            # take at all goes to the back, not to hold up the jobs behind it.
+            self._enqueue(job, decision.reason, back=not busy)
         elif decision.outcome is Outcome.FAIL:
             bidding.decide(replies)
             self._answer_local(bidding)
