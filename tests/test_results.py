@@ -50,6 +50,8 @@ def test_layout_is_the_one_swarm_get_hands_out(results, outputs):
     assert (folder / "stderr").read_bytes() == b"warning\n"
     assert (folder / "exitCode").read_text() == "0\n"
     assert (folder / "outputs" / "count.txt").read_text() == "file1.txt has 69 words\n"
+    modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir() if p.is_file()}
+    assert len(set(modes.values())) == 1 and not modes["exitCode"] & 0o111, modes
 
 
 def test_result_info(results, outputs):

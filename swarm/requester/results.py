@@ -69,9 +69,12 @@ class ResultStore:
         """Start an execution's result afresh (a partial one from a cut stream is dropped)."""
         folder = self.folder(job_id, execution_id)
         try:
-            if folder.exists():
+            folder.parent.mkdir(exist_ok=True)
+            try:
+                folder.mkdir()
+            except FileExistsError:
                 shutil.rmtree(folder)
-            folder.mkdir(parents=True)
+                folder.mkdir()
         except OSError as exc:
             raise StorageError(f"cannot create {folder}: {exc.strerror}") from exc
         return ResultWriter(folder, caps)
@@ -164,11 +167,16 @@ class ResultWriter:
             raise StorageError(f"cannot write {self.folder / stream}: {exc.strerror}") from exc
 
     def set_exit_code(self, code: int) -> None:
-        """Record the exit code (atomically: readers see no code or the whole one)."""
-        temporary = self.folder / f".{EXIT_CODE}.tmp"
+        """Record the exit code. Readers see no code (no file, or an empty one) or the
+        whole of it: it is one write of a few bytes."""
         try:
-            temporary.write_text(f"{int(code)}\n")
-            os.replace(temporary, self.folder / EXIT_CODE)
+            descriptor = os.open(
+                self.folder / EXIT_CODE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666
+            )
+            try:
+                os.write(descriptor, f"{int(code)}\n".encode())
+            finally:
+                os.close(descriptor)
         except OSError as exc:
             raise StorageError(f"cannot write {self.folder / EXIT_CODE}: {exc.strerror}") from exc
 
