@@ -75,7 +75,7 @@ def throughput(node: ServeProcess, module: Path, jobs: int) -> float:
     with ThreadPoolExecutor(8) as pool:
         ids = list(pool.map(submit, range(jobs)))
     with node.client() as client:
-        client._http.timeout = 60
+        client.timeout = 60
         for job_id in ids:
             job = client.wait(job_id)
             assert job["state"] == "completed", job["reason"]
