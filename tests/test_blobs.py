@@ -30,6 +30,25 @@ def test_put_bytes_and_read_back(store):
     assert store.path(digest) == store.root / "sha256" / hex_digest[:2] / hex_digest
 
 
+def test_a_blob_is_looked_up_on_disk_once(store, monkeypatch):
+    from pathlib import Path
+
+    stats = []
+    real_stat = Path.stat
+    monkeypatch.setattr(Path, "stat", lambda self, **kw: stats.append(self) or real_stat(self))
+    digest = store.put_bytes(b"hello")
+    again = BlobStore(store.root)  # as after a restart: the blob is on disk already
+    absent = "sha256:" + "0" * 64
+    stats.clear()
+    for _ in range(3):
+        assert store.has(digest) and store.size(digest) == 5 and store.path(digest)
+        assert again.has(digest) and again.size(digest) == 5 and again.path(digest)
+        assert not again.has(absent)  # absence is not remembered: it may be uploaded
+    assert len(stats) == 1 + 3  # the restarted store's one look, and each absent one
+    again.put_bytes(b"new")
+    assert again.has(digest_bytes(b"new"))
+
+
 def test_putting_the_same_bytes_twice_is_harmless(store):
     assert store.put_bytes(b"hello") == store.put_bytes(b"hello")
     assert list((store.root / "tmp").iterdir()) == []
