@@ -46,6 +46,13 @@ def test_a_job_no_node_could_take_goes_to_the_back():
     assert queue.next_batch(set(), limit=16) == ["a"]  # one look each: it holds no one up
     assert queue.next_batch(set(), limit=16) == ["b"]
     assert queue.next_batch(set(), limit=16) == ["fits-nowhere"]
+    queue.add("fits-nowhere", back=True)
+    queue.remove("fits-nowhere")  # (its entry in the line stays behind, stale)
+    queue.add("c")
+    queue.add("fits-nowhere", back=True)  # behind c, whatever the stale entry says
+    queue.freed()
+    queue.freed()
+    assert queue.next_batch(set(), limit=16) == ["c", "fits-nowhere"]
 
 
 def test_as_many_as_room_appeared_and_never_more_than_the_limit():

@@ -85,8 +85,9 @@ class JobQueue:
         self._freed = 0
         batch: list[str] = []
         while self._line and len(batch) < budget:
-            _, job_id = heapq.heappop(self._line)
-            if self._deadlines.pop(job_id, None) is not None:  # else: left the queue meanwhile
+            place, job_id = heapq.heappop(self._line)
+            if job_id in self._deadlines and self._places[job_id] == place:  # else: stale
+                del self._deadlines[job_id]
                 batch.append(job_id)
         return batch
 
