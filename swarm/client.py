@@ -333,10 +333,13 @@ def _closed_by_peer(connection: http.client.HTTPConnection) -> bool:
     if sock is None:
         return True
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        if hasattr(select, "poll"):  # (select.select refuses descriptors past 1023)
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        return bool(select.select([sock], [], [], 0)[0])
     except (OSError, ValueError):
         return True
-    return bool(readable)
 
 
 _JOB_ID = re.compile(r"[0-9a-fA-F-]{1,64}")
