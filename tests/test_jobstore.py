@@ -242,3 +242,47 @@ def test_every_job_reported_created_survives_kill_9(tmp_path):
 def test_ids_are_distinct(store):
     ids = {store.create_job(SPEC).id for _ in itertools.repeat(None, 100)}
     assert len(ids) == 100
+
+
+def test_records_kept_in_memory_are_the_ones_on_disk(tmp_path, monkeypatch):
+    # The store keeps the records it wrote or read: whatever it did, reading them back
+    # must give exactly what a store opened afresh on the same file reads from disk. The
+    # cache is small here, so that evictions and reloads happen too.
+    import random
+
+    from swarm.lifecycle import EXECUTION_TRANSITIONS, JOB_TRANSITIONS
+    from swarm.requester import store as store_module
+
+    monkeypatch.setattr(store_module, "_CACHED", 8)
+    rng = random.Random(7)
+    path = tmp_path / JOBS_DB
+    jobs, executions = [], []
+    with JobStore(path) as store:
+        for step in range(600):
+            action = rng.random()
+            if action < 0.1 or not jobs:
+                jobs.append(store.create_job(SPEC).id)
+                jobs = jobs[-10:]  # the jobs in play: a few more than the cache holds
+            elif action < 0.3:
+                execution = store.add_execution(rng.choice(jobs), f"node-{step % 3}")
+                executions = [*executions, execution.id][-20:]
+            elif action < 0.55 and executions:
+                execution = store.get_execution(rng.choice(executions))
+                allowed = sorted(EXECUTION_TRANSITIONS[execution.state])
+                if allowed:
+                    store.set_execution_state(
+                        execution.id, rng.choice(allowed), exit_code=step, message=f"m{step}"
+                    )
+            elif action < 0.8:
+                job = store.get_job(rng.choice(jobs))
+                allowed = sorted(JOB_TRANSITIONS[job.state])
+                if allowed:
+                    store.set_job_state(job.id, rng.choice(allowed), f"r{step}")
+            else:
+                with pytest.raises(IllegalTransition):  # a refused change leaves no trace
+                    store.set_job_state(store.create_job(SPEC).id, JobState.COMPLETED)
+            if step % 10 == 9:
+                with JobStore(path) as fresh:
+                    for job_id in jobs:
+                        assert store.get_job(job_id) == fresh.get_job(job_id)
+                        assert store.executions(job_id) == fresh.executions(job_id)
