@@ -132,7 +132,12 @@ def test_executions_and_their_events(store):
     assert first.state is ExecutionState.BIDDING and first.exit_code is None
     running = store.set_execution_state(second.id, ExecutionState.RUNNING)
     done = store.set_execution_state(
-        second.id, ExecutionState.COMPLETED, exit_code=0, status="completed", message="ok"
+        second.id,
+        ExecutionState.COMPLETED,
+        exit_code=0,
+        status="completed",
+        message="ok",
+        also_log=("result", "completed, exit code 0, 1.0 ms"),
     )
     assert (done.exit_code, done.status, done.message) == (0, "completed", "ok")
     assert running.updated < done.updated
@@ -143,13 +148,14 @@ def test_executions_and_their_events(store):
     ]
     assert store.get_execution(second.id[:8]) == done
     with pytest.raises(IllegalTransition, match="completed is final"):
-        store.set_execution_state(second.id, ExecutionState.LOST)
+        store.set_execution_state(second.id, ExecutionState.LOST, also_log=("result", "no"))
     log = [(e.kind, e.node_id, e.message) for e in store.events(job.id)]
     assert log[1:] == [
         ("execution", "12D3KooWNodeA", "execution bidding"),
         ("execution", "12D3KooWNodeB", "execution accepted"),
         ("execution", "12D3KooWNodeB", "accepted → running"),
         ("execution", "12D3KooWNodeB", "running → completed, exit code 0: ok"),
+        ("result", "12D3KooWNodeB", "completed, exit code 0, 1.0 ms"),
         ("execution", "12D3KooWNodeA", "bidding → cancelled: enough winners"),
     ]
     assert all(e.execution_id for e in store.events(job.id)[1:])

@@ -93,17 +93,18 @@ class ResultSession:
             ExecutionState.COMPLETED if end.status == RunStatus.COMPLETED else ExecutionState.FAILED
         )
         detail = end.message or (f"exit code {end.exit_code}" if end.exit_code is not None else "")
-        execution = self.store.set_execution_state(
-            self.execution.id, state, exit_code=end.exit_code, status=end.status, message=detail
-        )
-        self.store.add_event(
-            self.execution.job_id,
-            "result",
+        result = (
             f"{end.status}, exit code {_run_result(end).shell_exit_code}, "
             f"{end.wall_seconds * 1000:.1f} ms, stdout {end.stdout_bytes} B, "
-            f"outputs {end.outputs_bytes} B" + (f": {end.message}" if end.message else ""),
-            execution_id=self.execution.id,
-            node_id=self.execution.node_id,
+            f"outputs {end.outputs_bytes} B" + (f": {end.message}" if end.message else "")
+        )
+        execution = self.store.set_execution_state(
+            self.execution.id,
+            state,
+            exit_code=end.exit_code,
+            status=end.status,
+            message=detail,
+            also_log=("result", result),
         )
         self._on_end(execution, end.retryable and state is ExecutionState.FAILED)
 

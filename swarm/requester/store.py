@@ -298,8 +298,11 @@ class JobStore:
         exit_code: int | None = None,
         status: str | None = None,
         message: str | None = None,
+        also_log: tuple[str, str] | None = None,
     ) -> ExecutionRecord:
-        """Move an execution to ``new`` if allowed; given fields are updated with it."""
+        """Move an execution to ``new`` if allowed; given fields are updated with it.
+        ``also_log``: a further event (kind, message) about the execution, logged after the
+        change in the same transaction (a run's end and its result: one commit, not two)."""
         now = self._clock()
         with self._transaction() as db:
             row = _select_execution(db, execution_id)
@@ -333,6 +336,9 @@ class JobStore:
             if message:
                 text += f": {message}"
             _insert_event(db, old.job_id, now, "execution", text, execution_id, old.node_id)
+            if also_log is not None:
+                kind, detail = also_log
+                _insert_event(db, old.job_id, now, kind, detail, execution_id, old.node_id)
         with self._lock:
             runs = self._runs.get(old.job_id)
             if runs is not None:
