@@ -106,7 +106,6 @@ class Executor:
         self._nursery = nursery
         self._cache_dir = cache_dir
         self._slots = trio.CapacityLimiter(max_workers)
-        self._max_workers = max_workers
         self._warm = min(warm, max_workers)
         self._idle: list[_WorkerProcess] = []
         self._spawning = 0
@@ -218,7 +217,7 @@ class Executor:
         self._busy -= 1
         # (A worker spawned for a run while another was spawning in the background can
         # leave one worker too many: it goes when given back.)
-        if reusable and worker.alive and len(self._idle) + self._busy < self._max_workers:
+        if reusable and worker.alive and len(self._idle) + self._busy < self._slots.total_tokens:
             self._idle.append(worker)
         else:
             self._nursery.start_soon(worker.reap)
@@ -230,7 +229,7 @@ class Executor:
         could only sit idle."""
         wanted = min(
             self._warm - len(self._idle) - self._spawning,
-            self._max_workers - len(self._idle) - self._spawning - self._busy,
+            self._slots.total_tokens - len(self._idle) - self._spawning - self._busy,
         )
         for _ in range(wanted):
             self._spawning += 1
