@@ -1,4 +1,4 @@
-"""The HTTP API: bearer-token auth and the JSON shapes, on a fake node and through hypercorn."""
+"""The HTTP API: bearer-token auth and the JSON shapes, on a fake node and over HTTP."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ async def test_no_token_means_no_auth():
         assert (await http.get("/api/v1/agent")).status_code == 200
 
 
-async def test_served_by_hypercorn_on_a_free_port():
+async def test_served_over_http_on_a_free_port():
     app = create_app(FakeNode(), token=TOKEN)
     async with trio.open_nursery() as nursery:
         port = await nursery.start(serve_api, app, "127.0.0.1", 0)
