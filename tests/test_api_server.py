@@ -301,6 +301,7 @@ async def test_an_unread_body_cut_short_keeps_nothing_waiting(served):
     [
         (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 tls hello\r\n\r\n", 400),
         (b"GET /json HTTP/1.1\r\nbad header line\r\n\r\n", 400),
+        (b"GET http://[::1 HTTP/1.1\r\n\r\n", 400),
         (b"GET /json HTTP/1.1\r\ncontent-length: nope\r\n\r\n", 400),
         (
             b"POST /echo HTTP/1.1\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n"
@@ -311,7 +312,7 @@ async def test_an_unread_body_cut_short_keeps_nothing_waiting(served):
         (b"GET /json HTTP/1.1\r\nx-endless: " + b"a" * (70 * 1024), 431),
         (b"GET /ws HTTP/1.1\r\nhost: t\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n", 400),
     ],
-    ids=["tls", "header", "length", "smuggling", "too-long", "endless", "upgrade"],
+    ids=["tls", "header", "target", "length", "smuggling", "too-long", "endless", "upgrade"],
 )
 async def test_bad_requests_get_a_one_line_error_and_the_server_keeps_serving(
     served, garbage, status

@@ -133,7 +133,10 @@ class _Connection:
             raise _BadRequest(431, f"request head longer than {MAX_HEAD} bytes")
 
     def on_headers_complete(self) -> None:
-        parsed = httptools.parse_url(self._url)
+        try:
+            parsed = httptools.parse_url(self._url)
+        except httptools.HttpParserInvalidURLError:
+            raise _BadRequest(400, "malformed request target") from None
         path = parsed.path.decode("latin-1")
         if "%" in path:
             path = unquote(path)
