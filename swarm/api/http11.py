@@ -207,6 +207,7 @@ class _Connection:
                             await self._read()
                         except _BadRequest as exc:
                             await self._refuse(exc)
+                            await self._linger()  # the rest of a bad head may be coming
                             return
                     waiting.deadline = float("inf")
                 request = self.ready.pop(0)
@@ -216,9 +217,10 @@ class _Connection:
                     return
 
     async def _linger(self) -> None:
-        """Before closing on a request body the app left unread (a 401 or 413 on an upload):
-        closing a socket with unread bytes makes the kernel reset the connection, and the
-        client may then lose the answer. Say we are done and read what still comes, briefly."""
+        """Before closing on bytes not read (an upload the app answered without reading, a
+        401 or 413; the rest of a refused head): closing a socket with unread bytes makes
+        the kernel reset the connection, and the client may then lose the answer. Say we are
+        done, and read what still comes, briefly."""
         with trio.move_on_after(LINGER):
             await self.stream.send_eof()
             left = LINGER_BYTES
