@@ -1,11 +1,12 @@
 """A small HTTP/1.1 server for the node's ASGI app, on trio, parsing with httptools.
 
-Why not hypercorn (measured on this project's 2-core VM, a trivial app, one keep-alive
-client): hypercorn's trio worker costs ~0.8-1.0 ms of server CPU per request where a bare
-trio socket loop doing the same reads and writes costs ~0.35 ms. h11's pure-Python parser,
-a task and a keep-alive timer per request and hypercorn's event layers make the
-difference. Every job costs a client two requests (submit, wait), so on a hybrid node,
-whose one thread is the sustained benchmark's bottleneck, that was ~1 ms of every job.
+Why not hypercorn (measured on this project's 2-core VM, one keep-alive client, server
+CPU per request; docs/BENCHMARKS.md, Jobs, 2026-11-29 noon): a bare trio socket loop
+answering with canned bytes costs ~0.2 ms; hypercorn's trio worker, even with two of its
+methods replaced, ~0.8 ms for a bare ASGI app and ~0.9 ms through FastAPI; this server
+~0.25 ms and ~0.4 ms. h11's pure-Python parser, a task and a keep-alive timer per request
+and hypercorn's event layers made the difference. A job costs its client two requests
+(submit, wait), and a hybrid node's one thread is the sustained benchmark's bottleneck.
 
 What it does, and no more (the API is all it serves):
 
