@@ -1,4 +1,4 @@
-"""The HTTP/1.1 server the node's API runs on (swarm.api.http11), through a raw socket."""
+"""The HTTP/1.1 server the node's API runs on (swarm.api.server), through a raw socket."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import trio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from swarm.api import http11
+from swarm.api import server
 from swarm.api.server import serve_api
 
 
@@ -103,7 +103,7 @@ async def closed_by_server(sock) -> bool:
 
 @pytest.fixture
 async def served(nursery, monkeypatch):
-    monkeypatch.setattr(http11, "KEEP_ALIVE", 1.0)
+    monkeypatch.setattr(server, "KEEP_ALIVE", 1.0)
     writes: list[bytes] = []
     real_send_all = trio.SocketStream.send_all
 
@@ -183,7 +183,7 @@ async def test_a_body_is_read_from_the_socket_only_as_the_app_asks(served):
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
         response = await http.put("/upload", content=b"x" * size)
     assert response.json() == {"size": size}
-    assert len(probe.body_reads) > 4 and max(probe.body_reads) <= http11.READ_SIZE
+    assert len(probe.body_reads) > 4 and max(probe.body_reads) <= server.READ_SIZE
 
 
 async def test_expect_100_continue_is_answered_when_the_app_reads_the_body(served):
