@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from functools import partial
 
 import httpx
@@ -133,6 +135,15 @@ async def test_a_fixed_length_response_is_one_write_on_a_kept_connection(served)
         assert response.startswith(b"HTTP/1.1 200 OK\r\n")
         assert response.endswith(b'{"hello":"world"}') and rest == b""
         assert writes == [response]
+
+
+async def test_responses_carry_the_date(served):
+    sock, _, _, _ = served
+    await sock.send(request("/json"))
+    response, _ = await read_response(sock)
+    (date,) = [line for line in response.split(b"\r\n") if line.startswith(b"date: ")]
+    sent = parsedate_to_datetime(date[6:].decode())
+    assert abs((sent - datetime.now(UTC)).total_seconds()) < 5
 
 
 async def test_the_app_sees_path_query_headers_and_addresses(served):

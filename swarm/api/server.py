@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from email.utils import formatdate
 from functools import partial
 from http import HTTPStatus
 from typing import Any
@@ -54,6 +56,21 @@ ASGIApp = Callable[
 ]
 
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+
+
+class _Date:
+    """The ``date`` header's value (RFC 9110 asks an origin server with a clock for it),
+    formatted once a second."""
+
+    second = -1
+    value = b""
+
+    @classmethod
+    def now(cls) -> bytes:
+        second = int(time.time())
+        if second != cls.second:
+            cls.second, cls.value = second, formatdate(second, usegmt=True).encode()
+        return cls.value
 
 
 async def serve_api(
@@ -317,7 +334,9 @@ class _Exchange:
                 raise RuntimeError("http.response.start sent twice")
             self.started = True
             status = message["status"]
-            lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))]
+            lines = [
+                b"HTTP/1.1 %d %s\r\ndate: %s\r\n" % (status, _REASONS.get(status, b""), _Date.now())
+            ]
             length = None
             for name, value in message.get("headers", ()):
                 if name.lower() == b"content-length":
