@@ -332,7 +332,7 @@ async def test_bad_requests_get_a_one_line_error_and_the_server_keeps_serving(
     await sock.send(garbage)
     response, _ = await read_response(sock)
     head, _, body = response.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 %d " % status)
+    assert head.startswith(b"HTTP/1.1 %d " % status) and b"\r\ndate: " in head
     detail = json.loads(body)["detail"]
     assert "\n" not in detail and detail
     assert await closed_by_server(sock)

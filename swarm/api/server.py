@@ -73,6 +73,11 @@ class _Date:
         return cls.value
 
 
+def _status_line(status: int) -> bytes:
+    """A response's first lines: its status, and the date every response carries."""
+    return b"HTTP/1.1 %d %s\r\ndate: %s\r\n" % (status, _REASONS.get(status, b""), _Date.now())
+
+
 async def serve_api(
     app: ASGIApp, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED
 ) -> None:
@@ -253,9 +258,9 @@ class _Connection:
     async def _refuse(self, exc: _BadRequest) -> None:
         body = json.dumps({"detail": str(exc)}).encode()
         await self.stream.send_all(
-            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-            b"connection: close\r\n\r\n%s"
-            % (exc.status, _REASONS.get(exc.status, b""), len(body), body)
+            _status_line(exc.status)
+            + b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s"
+            % (len(body), body)
         )
 
     # -- one request ------------------------------------------------------------------
@@ -334,9 +339,7 @@ class _Exchange:
                 raise RuntimeError("http.response.start sent twice")
             self.started = True
             status = message["status"]
-            lines = [
-                b"HTTP/1.1 %d %s\r\ndate: %s\r\n" % (status, _REASONS.get(status, b""), _Date.now())
-            ]
+            lines = [_status_line(status)]
             length = None
             for name, value in message.get("headers", ()):
                 if name.lower() == b"content-length":
