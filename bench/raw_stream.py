@@ -2,13 +2,16 @@
 
 `python bench/raw_stream.py` prints MB/s for 100 MiB sent in 1 MiB writes over one stream,
 with the same host setup swarm uses (Noise, yamux, TCP on 127.0.0.1). `bench/jobs.py`
-calls ``measure()``.
+takes single transfers from a ``RawStream`` between its own, so both figures are measured
+in the same minutes.
 """
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -44,35 +47,71 @@ async def serve() -> None:
         await trio.sleep_forever()
 
 
-async def send(address: str) -> float:
-    async with open_host(key_pair=create_new_key_pair(), host="127.0.0.1", port=0) as host:
-        info = info_from_p2p_addr(multiaddr.Multiaddr(address))
-        await host.connect(info)
-        block = bytes(range(256)) * (CHUNK // 256)
-        rates = []
-        for _ in range(3):
-            stream = await host.new_stream(info.peer_id, [PROTOCOL])
-            t0 = time.perf_counter()
-            for _ in range(SIZE // CHUNK):
-                await stream.write(block)
-            reply = await stream.read(8)
-            rates.append(SIZE / (time.perf_counter() - t0) / 1e6)
-            assert int.from_bytes(reply, "big") == SIZE
-            await stream.close()
-        return sorted(rates)[1]
+class RawStream:
+    """A sender host in this process, connected to a sink host in another, kept open so
+    that single transfers can be taken between other measurements (``transfer``)."""
+
+    def __enter__(self) -> RawStream:
+        self._server = subprocess.Popen(
+            [sys.executable, __file__, "serve"], stdout=subprocess.PIPE, text=True
+        )
+        self._ready = threading.Event()
+        self._failed: BaseException | None = None
+        address = self._server.stdout.readline().strip()
+        self._thread = threading.Thread(target=self._run, args=(address,), daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._failed is not None:
+            self.__exit__()
+            raise RuntimeError(f"raw stream: could not connect to {address!r}") from self._failed
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._thread.is_alive() and self._failed is None:
+            trio.from_thread.run_sync(self._stop.cancel, trio_token=self._token)
+        self._thread.join()
+        self._server.kill()
+        self._server.wait()
+
+    def transfer(self) -> float:
+        """MB/s of one 100 MiB transfer in 1 MiB writes on a new stream."""
+        return trio.from_thread.run(self._transfer, trio_token=self._token)
+
+    def _run(self, address: str) -> None:
+        try:
+            trio.run(self._main, address)
+        except BaseException as exc:  # noqa: BLE001 (reported by __enter__)
+            self._failed = exc
+            self._ready.set()
+
+    async def _main(self, address: str) -> None:
+        async with open_host(key_pair=create_new_key_pair(), host="127.0.0.1", port=0) as host:
+            self._info = info_from_p2p_addr(multiaddr.Multiaddr(address))
+            await host.connect(self._info)
+            self._host = host
+            self._block = bytes(range(256)) * (CHUNK // 256)
+            self._token = trio.lowlevel.current_trio_token()
+            with trio.CancelScope() as self._stop:
+                self._ready.set()
+                await trio.sleep_forever()
+
+    async def _transfer(self) -> float:
+        stream = await self._host.new_stream(self._info.peer_id, [PROTOCOL])
+        t0 = time.perf_counter()
+        for _ in range(SIZE // CHUNK):
+            await stream.write(self._block)
+        reply = await stream.read(8)
+        rate = SIZE / (time.perf_counter() - t0) / 1e6
+        assert int.from_bytes(reply, "big") == SIZE
+        await stream.close()
+        return rate
 
 
 def measure() -> float:
-    """Median MB/s of three 100 MiB transfers to a server in another process."""
-    server = subprocess.Popen(
-        [sys.executable, __file__, "serve"], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        address = server.stdout.readline().strip()
-        return trio.run(send, address)
-    finally:
-        server.kill()
-        server.wait()
+    """Median MB/s of three 100 MiB transfers (after one to warm up) to another process."""
+    with RawStream() as raw:
+        raw.transfer()
+        return statistics.median(raw.transfer() for _ in range(3))
 
 
 if __name__ == "__main__":
