@@ -8,7 +8,8 @@ How one job travels (see ARCHITECTURE.md, "The path of one job"):
     stream /swarm/1/blob/1      compute → req.    BlobGet
                                 req. → compute    BlobMeta, BlobChunk*, BlobEnd | Failure
     stream /swarm/1/result/1    compute → req.    ResultStart, Log*, RunEnd, Outputs*, ResultEnd
-                                req. → compute    Ack | Failure (a refused start: a reset)
+                                req. → compute    Ack (offers: JobAnnounce*) | Failure
+                                                  (a refused start: a reset)
     stream /swarm/1/cancel/1    req. → compute    Cancel
                                 compute → req.    Ack | Failure
 
@@ -20,7 +21,10 @@ write, and one that died unnoticed by the missing final reply.
 
 Placement is batched: the jobs a requester places at the same moment go out in one
 signed gossip message, and a compute node answers all of them in one exchange (a burst
-of jobs costs a few messages, not a few per job; one job is a batch of one).
+of jobs costs a few messages, not a few per job; one job is a batch of one). When a
+result frees a node's room while jobs wait, the result's ack offers the node the oldest
+of them: it answers on its bid stream as if the job had been announced, and the swarm
+hears of the job only if that node does not take it.
 
 Announces carry what bidding needs and nothing more (no module bytes, no env or args);
 the award carries the spec, over a stream whose peer Noise has authenticated. Every
@@ -211,4 +215,8 @@ class Cancel:
 
 @dataclass(frozen=True)
 class Ack:
+    """Taken. Ending a result, it may carry the requester's next jobs for the node whose
+    room the result has just freed (``offers``: announces by the acking requester)."""
+
     TYPE = "ack"
+    offers: tuple[JobAnnounce, ...] = field(default=(), metadata={"max": MAX_BATCH})

@@ -3,9 +3,9 @@
 Mallory (a bare libp2p host with gossip) announces jobs to an in-process compute node and
 answers its bids, module downloads and results badly: awards for another job or module,
 garbage, silence, a module whose bytes do not match its hash, garbage instead of an ack,
-hostile cancel requests. Each bad message is counted as malformed (a peer hanging up is
-not), the node's reservations are all released, and a well-behaved job from the same
-requester still runs.
+an ack offering another requester's job, hostile cancel requests. Each bad message is
+counted as malformed (a peer hanging up is not), the node's reservations are all
+released, and a well-behaved job from the same requester still runs.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import time
 import multiaddr
 import trio
 from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 
 from swarm import schema
@@ -74,16 +75,19 @@ class Mallory:
 
     async def announce(self, job_id: str, behaviour: str) -> None:
         self.script[job_id] = behaviour
-        message = JobAnnounce(
+        message = self.job(job_id)
+        await self.pubsub.publish(JOBS_TOPIC, schema.encode(JobAnnounces((message,))))
+
+    def job(self, job_id: str, requester: str | None = None) -> JobAnnounce:
+        return JobAnnounce(
             job_id=job_id,
-            requester=str(self.host.get_id()),
+            requester=requester or str(self.host.get_id()),
             seq=time.time_ns(),
             module=DIGEST,
             module_size=len(MODULE),
             resources=ResourceRequest(cpu=0.1, memory=64 << 20),
             addresses=tuple(listen_addresses(self.host)),
         )
-        await self.pubsub.publish(JOBS_TOPIC, schema.encode(JobAnnounces((message,))))
 
     async def on_bid(self, stream: FramedStream) -> None:
         answers = await stream.receive(Answers)
@@ -122,8 +126,13 @@ class Mallory:
             message := await stream.receive(Log, RunEnd, Outputs, ResultEnd), ResultEnd
         ):
             received.append(message)
-        if self.script[start.job_id] == "garbage ack":
+        behaviour = self.script[start.job_id]
+        if behaviour == "garbage ack":
             await stream.send_raw(b"\x00\x00\x00\x02\xc1\xc1")
+        elif behaviour.startswith("offer "):  # "offer JOB" or "offer JOB as REQUESTER"
+            _, job_id, *rest = behaviour.split()
+            self.script[job_id] = "good"
+            await stream.send(Ack(offers=(self.job(job_id, rest[-1] if rest else None),)))
         else:
             await stream.send(Ack())
 
@@ -181,6 +190,18 @@ async def test_bad_replies_to_a_compute_node_are_dropped_counted_and_harmless(tm
             await wait_until(lambda: ended(mallory, "j6"), what="j6's result")
             expected["malformed"] += 1
             await wait_until(lambda: x.dropped() == expected, what="the garbage ack counted")
+
+            # A result's ack may offer the next job, answered as if announced: an offer of
+            # another requester's job is counted and ignored; one of Mallory's own gets a bid
+            # (no announce) and runs.
+            someone = str(ID.from_pubkey(create_new_key_pair().public_key))
+            await mallory.announce("j6b", f"offer j6c as {someone}")
+            await wait_until(lambda: ended(mallory, "j6b"), what="j6b's result")
+            expected["malformed"] += 1
+            await wait_until(lambda: x.dropped() == expected, what="another's offer counted")
+            await mallory.announce("j6d", "offer j6e")
+            await wait_until(lambda: ended(mallory, "j6e"), what="the offered job's result")
+            assert "j6c" not in mallory.bids and "j6e" in mallory.bids
 
             # Cancel requests: for an execution that is not the sender's, refused politely;
             # garbage on the cancel protocol, reset and counted.

@@ -17,6 +17,20 @@ def test_oldest_first_and_a_job_keeps_its_place():
     assert "a" not in queue and len(queue) == 2
 
 
+def test_oldest_names_the_first_in_line_and_leaves_it_there():
+    queue = JobQueue()
+    assert queue.oldest() is None
+    for job_id in ("a", "b", "c"):
+        queue.add(job_id)
+    queue.remove("a")  # stopped (or offered to a node) while queued
+    queue.add("c", back=True)  # to the back: its old entry in line is stale now
+    assert queue.oldest() == "b" and "b" in queue
+    queue.remove("b")
+    assert queue.oldest() == "c"
+    assert queue.next_batch(set(), limit=16) == ["c"]
+    assert queue.oldest() is None
+
+
 def test_a_job_that_met_only_busy_nodes_goes_back_to_its_place():
     queue = JobQueue()
     for i in range(5):

@@ -11,6 +11,8 @@ import os
 import socket
 import subprocess
 import time
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -397,3 +399,87 @@ async def test_a_hybrid_runs_jobs_that_read_no_data_itself_while_it_has_room(tmp
             assert await ran_on(overflow) == [b.peer_id]
             assert await ran_on(holds_a) == [a.peer_id]
             assert announced == [overflow.id]
+
+
+@asynccontextmanager
+async def requester_and(tmp_path, *computes: dict):
+    """A requester-only node and compute nodes (``config`` kwargs each) peered to it, its
+    announces recorded (job ids) and its periodic requeue off: only freed room and joins
+    wake its queue."""
+    async with open_node(config(tmp_path, "a", roles=(Role.REQUESTER,))) as a:
+        a.requester.settings = replace(a.requester.settings, requeue_interval=3600)
+        a.requester._queue.wake.set()  # the loop's next wait takes the new interval
+        peers = (a.addresses[0],)
+        async with AsyncExitStack() as stack:
+            nodes = []
+            for i, kwargs in enumerate(computes):
+                node_config = config(
+                    tmp_path, f"c{i}", roles=(Role.COMPUTE,), peers=peers, **kwargs
+                )
+                nodes.append(await stack.enter_async_context(open_node(node_config)))
+            await wait_for(
+                lambda: {n.peer_id for n in nodes} <= a.requester._compute_peers(),
+                timeout=10,
+                what="a to see its compute nodes",
+            )
+            announced: list[str] = []
+            publish = a.requester._announcer.publish
+
+            async def counted(announce):
+                announced.append(announce.job_id)
+                await publish(announce)
+
+            a.requester._announcer.publish = counted
+            yield a, nodes, announced
+
+
+async def placed(a, job, node) -> None:
+    """``job`` completes, on ``node`` alone."""
+    assert (await a.requester.wait(job.id, timeout=20)).state.value == "completed"
+    assert [e.node_id for e in a.requester.store.executions(job.id)] == [node.peer_id]
+
+
+async def test_a_node_whose_result_frees_room_is_offered_the_next_job_in_the_ack(tmp_path):
+    async with requester_and(tmp_path, {"max_jobs": 1}) as (a, (b,), announced):
+        slow = a.requester.blobs.put_bytes(ticker(times=10, interval=0.1))
+        quick = a.requester.blobs.put_bytes(hello())
+
+        def submit(digest: str):
+            return a.requester.submit(JobSpec.from_dict({"task": {"module": digest}}))
+
+        holds_b = submit(slow)
+        await wait_for(lambda: b.compute.running == 1, what="b to run the slow job")
+        waits = submit(quick)  # b is busy: queued
+        await wait_for(lambda: waits.id in a.requester._queue, what="the quick job to queue")
+        await placed(a, holds_b, b)
+        await placed(a, waits, b)
+        # Announced once each: b's result ack offered it the waiting job, no second round.
+        assert announced == [holds_b.id, waits.id]
+
+
+async def test_an_offered_job_the_node_declines_goes_to_the_swarm(tmp_path):
+    us, eu = {"max_jobs": 1, "labels": {"zone": "us"}}, {"max_jobs": 1, "labels": {"zone": "eu"}}
+    async with requester_and(tmp_path, us, eu) as (a, (b, c), announced):
+        short = a.requester.blobs.put_bytes(ticker(times=3, interval=0.1))
+        long = a.requester.blobs.put_bytes(ticker(times=15, interval=0.1))
+        quick = a.requester.blobs.put_bytes(hello())
+
+        def submit(digest: str, zone: str):
+            spec = {"task": {"module": digest}, "constraints": [f"zone={zone}"]}
+            return a.requester.submit(JobSpec.from_dict(spec))
+
+        holds_c = submit(long, "eu")
+        await wait_for(lambda: c.compute.running == 1, what="c to run the long job")
+        holds_b = submit(short, "us")
+        await wait_for(lambda: b.compute.running == 1, what="b to run the short job")
+        waits = submit(quick, "eu")  # c is busy, b does not fit: queued
+        await wait_for(lambda: waits.id in a.requester._queue, what="the quick job to queue")
+        # b's result ack offers b the waiting job; b declines (zone), so the swarm is asked
+        # (c, still busy); when c's room frees up, its ack offers the job to c.
+        await placed(a, holds_b, b)
+        await wait_for(lambda: announced.count(waits.id) == 2, what="the swarm to be asked")
+        await placed(a, holds_c, c)
+        await placed(a, waits, c)
+        assert announced == [holds_c.id, holds_b.id, waits.id, waits.id]
+        declines = [e for e in a.requester.store.events(waits.id) if e.kind == "decline"]
+        assert {e.node_id for e in declines} == {b.peer_id, c.peer_id}

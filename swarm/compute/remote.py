@@ -8,7 +8,8 @@ the node decides (``ComputeService.consider``, job by job: each bid reserves roo
 answers the requester in one exchange on a bid stream, dialling it at the addresses the
 announces carry (the requester need not be a direct neighbour). The awards come back in
 the reply; each execution then talks to the requester through a ``RemoteRequester``. The
-awarding requester may cancel it on the cancel protocol.
+awarding requester may cancel it on the cancel protocol. A result's ack may offer the
+node the requester's next jobs (``Ack.offers``): they are answered like announces.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 
@@ -89,12 +91,14 @@ class AnnounceListener:
         # the subscription loop to take instead of decoding them again.
         self._passed: OrderedDict[tuple[bytes, bytes], JobAnnounces] = OrderedDict()
         self._requesters: OrderedDict[str, RemoteRequester] = OrderedDict()
+        self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         serve_protocol(self.host, CANCEL_PROTOCOL, self._on_cancel, drops=self.drops)
         self.pubsub.set_topic_validator(JOBS_TOPIC, self.validate, is_async_validator=False)
         subscription = await self.pubsub.subscribe(JOBS_TOPIC)
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             task_status.started()
             async for message in subscription:
                 if ID(message.from_id) == self.pubsub.my_id:
@@ -164,13 +168,19 @@ class AnnounceListener:
         """The long-lived link to the announcing requester (it keeps streams for reuse)."""
         requester = self._requesters.pop(announce.requester, None)
         if requester is None:
-            requester = RemoteRequester(self.host, announce.requester, drops=self.drops)
+            requester = RemoteRequester(
+                self.host, announce.requester, drops=self.drops, on_offers=self._offered
+            )
         requester.addresses = announce.addresses
         self._requesters[announce.requester] = requester
         if len(self._requesters) > _REQUESTERS:
             _, oldest = self._requesters.popitem(last=False)
             nursery.start_soon(oldest.aclose)
         return requester
+
+    def _offered(self, announces: tuple[JobAnnounce, ...]) -> None:
+        """Jobs a requester offered in a result's ack (checked to be its own)."""
+        self._nursery.start_soon(self._answer, announces, self._nursery)
 
     async def _answer(self, announces: tuple[JobAnnounce, ...], nursery: trio.Nursery) -> None:
         """Decide every job of one announce message and answer the requester in one go."""
@@ -225,11 +235,19 @@ class RemoteRequester:
     several times a message on an open one. Module downloads are rare and get their own.
     """
 
-    def __init__(self, host: IHost, peer_id: str, *, drops: DropCounter) -> None:
+    def __init__(
+        self,
+        host: IHost,
+        peer_id: str,
+        *,
+        drops: DropCounter,
+        on_offers: Callable[[tuple[JobAnnounce, ...]], None] | None = None,
+    ) -> None:
         self.host = host
         self.peer_id = peer_id
         self.addresses: tuple[str, ...] = ()
         self.drops = drops
+        self._on_offers = on_offers
         self._bids = StreamPool(partial(self.open, BID_PROTOCOL))
         self._results = StreamPool(partial(self.open, RESULT_PROTOCOL))
 
@@ -318,4 +336,14 @@ class RemoteRequester:
         if isinstance(reply, Failure):
             await self._results.discard(stream)
             raise ProtocolError(f"the requester refused the result: {reply.message}")
+        if reply.offers:
+            self._offered(reply.offers)
         await self._results.give_back(stream)
+
+    def _offered(self, offers: tuple[JobAnnounce, ...]) -> None:
+        job_ids = {announce.job_id for announce in offers}
+        if len(job_ids) != len(offers) or any(a.requester != self.peer_id for a in offers):
+            self.drops.count(DropReason.MALFORMED)  # another's jobs, or one job twice
+            logger.debug("offers from %s dropped: another requester's, or twice", self.peer_id)
+        elif self._on_offers is not None:
+            self._on_offers(offers)

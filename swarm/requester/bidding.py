@@ -35,6 +35,7 @@ class Bidding:
         self.needs_data = needs_data  # the preferred node's bid counts if it holds the data
         self.answers: dict[str, Bid | Decline] = {}
         self.answered = trio.Event()
+        self.preferred_answered = trio.Event()  # the preferred node's bid or decline is in
         self._replies: dict[str, Award | Reject] = {}
         self._decided = trio.Event()
         if not self.expected:
@@ -45,6 +46,8 @@ class Bidding:
         if decision.peer_id in self.answers or self._decided.is_set():
             return
         self.answers[decision.peer_id] = decision
+        if decision.peer_id == self.preferred:
+            self.preferred_answered.set()
         if self.expected <= self.answers.keys() or self._preferred_bid(decision):
             self.answered.set()
 

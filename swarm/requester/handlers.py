@@ -101,7 +101,8 @@ def serve_requester_protocols(host: IHost, requester: RequesterService, drops: D
                 raise
         if session.scope.cancelled_caught:
             raise ProtocolError("the execution was withdrawn (job stopped or node lost)")
-        await stream.send(Ack())
+        # The node's room has just freed up: the ack may offer it the next waiting job.
+        await stream.send(Ack(requester.take_offers(start.execution_id)))
 
     for protocol, handler in (
         (BID_PROTOCOL, on_bid),

@@ -53,6 +53,15 @@ class JobQueue:
         if reason:
             self._reasons[job_id] = reason
 
+    def oldest(self) -> str | None:
+        """The job first in line (it stays in the queue)."""
+        while self._line:
+            place, job_id = self._line[0]
+            if job_id in self._deadlines and self._places[job_id] == place:
+                return job_id
+            heapq.heappop(self._line)  # stale
+        return None
+
     def remove(self, job_id: str) -> None:
         self._deadlines.pop(job_id, None)
 

@@ -16,10 +16,12 @@ Keeping jobs placed:
   when a compute node joins, and every ``requeue_interval`` seconds, oldest first, one per
   sign of room (``JobQueue``); while rounds find room to spare the next ones follow at
   once. Room freed by an ended execution goes to the oldest waiting job: the round takes
-  that node's bid without waiting for the others (our own node's is taken without even
-  announcing), unless the job needs several nodes, ran there before, or needs data the
-  node does not hold. Once every fitting node is busy, new jobs join the queue's end
-  without a round until it has drained (or a round finds no node busy);
+  that node's bid without waiting for the others, unless the job needs several nodes,
+  ran there before, or needs data the node does not hold. Our own node's room is taken
+  without announcing; a remote node is offered the job in its result's ack, and the
+  swarm is asked only if it does not take it (``_offer_room``). Once every fitting node
+  is busy, new jobs join the queue's end without a round until it has drained (or a
+  round finds no node busy);
   a queue timeout fails the job with the reasons of its last round; a round that every
   expected node leaves unanswered is tried again a few times before the job fails;
 - an execution whose node is lost (result stream cut, heartbeats missed, restarted,
@@ -66,6 +68,7 @@ from swarm.requester.store import ExecutionRecord, JobRecord, JobStore
 from swarm.storage.blobs import BlobStore
 
 BID_WINDOW = 1.0  # seconds to wait for nodes that have not answered
+OFFER_WINDOW = 0.5  # seconds a node offered a job in its result's ack has to answer
 DISCOVERY = 5.0  # seconds after start in which unanswered jobs wait for nodes to be found
 SILENT_ROUNDS = 3  # rounds every expected node may leave unanswered before the job fails
 SUSPECT_FOR = 10.0  # seconds a node that lost an execution is not waited for in rounds
@@ -142,6 +145,7 @@ class RequesterService:
         self._room_on: deque[str] = deque(maxlen=64)  # nodes whose room just freed up
         self._placements = trio.CapacityLimiter(PLACEMENTS_IN_FLIGHT)
         self._watched: dict[str, _Watch] = {}  # execution id → its remote node
+        self._offers: dict[str, JobAnnounce] = {}  # execution id → job for its result's ack
         self._sessions: dict[str, ResultSession] = {}
         self._job_ended: dict[str, trio.Event] = {}
         self._log_events: dict[str, trio.Event] = {}
@@ -272,19 +276,7 @@ class RequesterService:
             self._join_line(job)  # the swarm filled up while this job waited for its round
             return Outcome.WAIT
         spec = job.spec
-        announce = JobAnnounce(
-            job_id=job.id,
-            requester=self.peer_id,
-            seq=time.time_ns(),
-            module=spec.task.module,
-            module_size=self.blobs.size(spec.task.module),
-            resources=spec.resources,
-            constraints=spec.constraints,
-            inputs=spec.task.inputs,
-            target=spec.target,
-            count=spec.count,
-            addresses=self.settings.addresses,
-        )
+        announce = self._announce(job)
         peers = self._compute_peers() - {self.peer_id}
         if room_on is not None and not self._may_prefer(job, room_on, peers):
             room_on = None
@@ -303,17 +295,89 @@ class RequesterService:
         )
         self._bidding[job.id] = bidding
         try:
-            local = self._local.consider(announce) if self._local is not None else None
-            if local is not None:
-                bidding.answer(local)
-            # Our own room, freed for this job, needs no one else's answer.
-            if peers and not bidding.answered.is_set():
-                await self._announcer.publish(announce)
-            with trio.move_on_after(self.settings.bid_window):
-                await bidding.answered.wait()
+            await self._collect(announce, bidding)
         finally:
             del self._bidding[job.id]
         return self._decide(job.id, bidding)
+
+    def _announce(self, job: JobRecord) -> JobAnnounce:
+        spec = job.spec
+        return JobAnnounce(
+            job_id=job.id,
+            requester=self.peer_id,
+            seq=time.time_ns(),
+            module=spec.task.module,
+            module_size=self.blobs.size(spec.task.module),
+            resources=spec.resources,
+            constraints=spec.constraints,
+            inputs=spec.task.inputs,
+            target=spec.target,
+            count=spec.count,
+            addresses=self.settings.addresses,
+        )
+
+    async def _collect(self, announce: JobAnnounce, bidding: Bidding) -> None:
+        """Our own compute role's answer, then the swarm's unless ours settles it (our own
+        room, freed for this job, needs no one else's answer)."""
+        if self._local is not None:
+            bidding.answer(self._local.consider(announce))
+        if bidding.expected and not bidding.answered.is_set():
+            await self._announcer.publish(announce)
+        with trio.move_on_after(self.settings.bid_window):
+            await bidding.answered.wait()
+
+    def _offer_room(self, execution: ExecutionRecord) -> bool:
+        """Offer the oldest waiting job to the remote node whose result has just ended, in
+        that result's ack (``take_offers``); False if there is none it may take alone.
+
+        The node answers on its bid stream as if the job had been announced, so the
+        round is the one a room-freed node gets anyway, without the gossip message, the
+        other nodes' answers and the announce batcher's gap. Only if the node does not
+        settle it within ``OFFER_WINDOW`` is the swarm asked (``_collect``).
+        """
+        node = execution.node_id
+        job_id = self._queue.oldest()
+        if node == self.peer_id or job_id is None or job_id in self._bidding:
+            return False
+        job = self.store.get_job(job_id)
+        peers = self._compute_peers() - {self.peer_id}
+        if job.state.is_terminal or not self._may_prefer(job, node, peers):
+            return False
+        self._queue.remove(job_id)
+        announce = self._announce(job)
+        bidding = Bidding(
+            job.id,
+            (peers - self._suspects()) or peers,
+            preferred=node,
+            needs_data=bool(job.spec.task.inputs),
+        )
+        self._bidding[job.id] = bidding
+        self._placing[job.id] += 1
+        self._offers[execution.id] = announce
+        self._nursery.start_soon(self._offered, execution.id, announce, bidding)
+        return True
+
+    def take_offers(self, execution_id: str) -> tuple[JobAnnounce, ...]:
+        """The jobs offered to the node of ``execution_id``, for its result's ack."""
+        announce = self._offers.pop(execution_id, None)
+        return () if announce is None else (announce,)
+
+    async def _offered(self, execution_id: str, announce: JobAnnounce, bidding: Bidding) -> None:
+        job_id = announce.job_id
+        try:
+            try:
+                with trio.move_on_after(OFFER_WINDOW):
+                    await bidding.preferred_answered.wait()
+                self._offers.pop(execution_id, None)  # (if the ack never took it)
+                if not bidding.answered.is_set():  # declined, or silent: ask everyone
+                    await self._collect(announce, bidding)
+            finally:
+                del self._bidding[job_id]
+            self._decide(job_id, bidding)
+        finally:
+            self._placing[job_id] -= 1
+            if not self._placing[job_id]:
+                del self._placing[job_id]
 
     def _decide(self, job_id: str, bidding: Bidding) -> Outcome:
         job = self.store.get_job(job_id)  # afresh: it may have been stopped meanwhile
@@ -558,9 +622,10 @@ class RequesterService:
     def _execution_ended(self, execution: ExecutionRecord, retryable: bool) -> None:
         self._watched.pop(execution.id, None)
         self._sessions.pop(execution.id, None)
-        self._queue.freed()
-        if len(self._queue):
-            self._room_on.append(execution.node_id)
+        if retryable or not self._offer_room(execution):
+            self._queue.freed()
+            if len(self._queue):
+                self._room_on.append(execution.node_id)
         if retryable:
             self._retry(execution, f"{short_peer_id(execution.node_id)}: {execution.message}")
         self._finish_if_done(execution.job_id)
