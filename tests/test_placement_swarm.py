@@ -23,6 +23,7 @@ from swarm.jobspec import JobSpec
 from swarm.models import Role
 from swarm.node import open_node
 from swarm.p2p.keys import load_or_create_identity
+from swarm.placement import Decline
 from swarm.requester.store import JOBS_DB, JobStore
 from swarm.storage.blobs import digest_bytes
 from tests.conftest import SWARM, ServeProcess
@@ -483,3 +484,39 @@ async def test_an_offered_job_the_node_declines_goes_to_the_swarm(tmp_path):
         assert announced == [holds_c.id, holds_b.id, waits.id, waits.id]
         declines = [e for e in a.requester.store.events(waits.id) if e.kind == "decline"]
         assert {e.node_id for e in declines} == {b.peer_id, c.peer_id}
+
+
+async def test_an_offered_job_the_node_is_too_busy_for_keeps_its_place_unannounced(tmp_path):
+    """Busy: the room went to another job first (a race the ack can lose); this one waits
+    for the next room in its place, and the swarm is not asked meanwhile."""
+    us, eu = {"max_jobs": 1, "labels": {"zone": "us"}}, {"max_jobs": 1, "labels": {"zone": "eu"}}
+    async with requester_and(tmp_path, us, eu) as (a, (b, c), announced):
+        short = a.requester.blobs.put_bytes(ticker(times=3, interval=0.1))
+        long = a.requester.blobs.put_bytes(ticker(times=15, interval=0.1))
+        quick = a.requester.blobs.put_bytes(hello())
+
+        def submit(digest: str, *constraints: str):
+            spec = {"task": {"module": digest}, "constraints": list(constraints)}
+            return a.requester.submit(JobSpec.from_dict(spec))
+
+        holds_c = submit(long, "zone=eu")
+        await wait_for(lambda: c.compute.running == 1, what="c to run the long job")
+        holds_b = submit(short, "zone=us")
+        await wait_for(lambda: b.compute.running == 1, what="b to run the short job")
+        waits = submit(quick)  # both busy: queued
+        await wait_for(lambda: waits.id in a.requester._queue, what="the quick job to queue")
+        consider, offered = b.compute.consider, []
+
+        def busy(announce):  # b's answer to the offer in its short job's ack
+            if announce.job_id == waits.id:
+                offered.append(announce.job_id)
+                return Decline(announce.job_id, b.peer_id, "busy: 1 of 1 job slots in use", True)
+            return consider(announce)
+
+        b.compute.consider = busy
+        await placed(a, holds_b, b)
+        await wait_for(lambda: offered and waits.id in a.requester._queue, what="back in line")
+        await placed(a, holds_c, c)
+        await placed(a, waits, c)  # offered to c in turn, in its long job's ack
+        assert offered == [waits.id]
+        assert announced == [holds_c.id, holds_b.id, waits.id]  # the swarm was not asked again

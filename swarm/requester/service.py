@@ -333,7 +333,9 @@ class RequesterService:
         The node answers on its bid stream as if the job had been announced, so the
         round is the one a room-freed node gets anyway, without the gossip message, the
         other nodes' answers and the announce batcher's gap. Only if the node does not
-        settle it within ``OFFER_WINDOW`` is the swarm asked (``_collect``).
+        settle it within ``OFFER_WINDOW`` is the swarm asked (``_collect``), unless it
+        answered that it is busy: its room went to another job meanwhile, so no room was
+        lost, and the job goes back to its place in line.
         """
         node = execution.node_id
         job_id = self._queue.oldest()
@@ -369,7 +371,12 @@ class RequesterService:
                 with trio.move_on_after(OFFER_WINDOW):
                     await bidding.preferred_answered.wait()
                 self._offers.pop(execution_id, None)  # (if the ack never took it)
-                if not bidding.answered.is_set():  # declined, or silent: ask everyone
+                answer = bidding.answers.get(bidding.preferred)
+                # Busy: the room went to another job meanwhile; this one keeps its place
+                # in line for the next room. Anything else (it does not fit, or silence):
+                # everyone is asked.
+                busy = isinstance(answer, Decline) and answer.busy
+                if not bidding.answered.is_set() and not busy:
                     await self._collect(announce, bidding)
             finally:
                 del self._bidding[job_id]
