@@ -31,6 +31,26 @@ def test_oldest_names_the_first_in_line_and_leaves_it_there():
     assert queue.oldest() is None
 
 
+def test_room_on_a_node_goes_to_the_oldest_job_it_has_not_declined_as_unfit():
+    queue = JobQueue()
+    for job_id in ("gpu", "any1", "any2"):
+        queue.add(job_id)
+    queue.unfit("gpu", "cpu-node")  # it declined: no GPU
+    assert queue.oldest_for("cpu-node") == "any1"
+    assert queue.oldest_for("gpu-node") == "gpu"
+    for _ in range(2):
+        queue.freed()
+    assert queue.take_for("cpu-node") == "any1"  # uses up one freed room
+    assert queue.take_for("cpu-node") == "any2"
+    assert queue.take_for("cpu-node") is None  # nothing it can take: the room stays unused
+    assert queue.next_batch(set(), limit=16, at_least=0) == []  # both rooms were used
+    assert queue.next_batch(set(), limit=16) == ["gpu"]  # a periodic look asks all
+    queue.add("gpu")
+    queue.forget("gpu")  # ended: what nodes said of it goes too
+    queue.add("gpu")
+    assert queue.oldest_for("cpu-node") == "gpu"
+
+
 def test_a_job_that_met_only_busy_nodes_goes_back_to_its_place():
     queue = JobQueue()
     for i in range(5):

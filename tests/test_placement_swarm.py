@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import trio
 from libp2p.peer.id import ID
 
 from swarm.home import KEY_FILE
@@ -520,3 +521,32 @@ async def test_an_offered_job_the_node_is_too_busy_for_keeps_its_place_unannounc
         await placed(a, waits, c)  # offered to c in turn, in its long job's ack
         assert offered == [waits.id]
         assert announced == [holds_c.id, holds_b.id, waits.id]  # the swarm was not asked again
+
+
+async def test_a_job_only_a_busy_node_fits_does_not_hold_up_the_jobs_behind_it(tmp_path):
+    """The front of the line fits only c, busy for seconds; b's room, freed meanwhile,
+    goes to the job behind it at once, not to c's job (which b declined as unfit)."""
+    us, eu = {"max_jobs": 1, "labels": {"zone": "us"}}, {"max_jobs": 1, "labels": {"zone": "eu"}}
+    async with requester_and(tmp_path, us, eu) as (a, (b, c), announced):
+        short = a.requester.blobs.put_bytes(ticker(times=3, interval=0.1))
+        long = a.requester.blobs.put_bytes(ticker(times=40, interval=0.1))
+        quick = a.requester.blobs.put_bytes(hello())
+
+        def submit(digest: str, *constraints: str):
+            spec = {"task": {"module": digest}, "constraints": list(constraints)}
+            return a.requester.submit(JobSpec.from_dict(spec))
+
+        holds_c = submit(long, "zone=eu")  # c busy for 4 s
+        await wait_for(lambda: c.compute.running == 1, what="c to run the long job")
+        holds_b = submit(short, "zone=us")  # b busy for 0.3 s
+        await wait_for(lambda: b.compute.running == 1, what="b to run the short job")
+        front = submit(quick, "zone=eu")  # only c fits it
+        await wait_for(lambda: front.id in a.requester._queue, what="the front job to queue")
+        behind = submit(quick)  # any node: queued behind it (every node is busy)
+        assert a.requester.store.get_job(behind.id).state.value == "queued"
+        await placed(a, holds_b, b)
+        with trio.fail_after(2):  # well before c is free
+            await placed(a, behind, b)
+        assert c.compute.running == 1 and front.id in a.requester._queue
+        await placed(a, holds_c, c)
+        await placed(a, front, c)

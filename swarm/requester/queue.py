@@ -11,8 +11,12 @@ it while it waits for a node that may never come.
 Trying again is worth it when room appeared: an execution ended (``freed``) or a compute
 node joined (``joined``); ``next_batch`` hands out that many jobs (at least one, so a
 periodic look still makes progress), and the requester asks again at once while rounds
-succeed. Pure bookkeeping: no clock (the caller passes ``now``) and no I/O; ``wake`` is
-the one trio object, the event the requester's loop waits on.
+succeed. Room on a known node goes to the oldest job that node has not declined as
+*unfit* (``take_for``): a job at the front that only a busy node can run (say, the one GPU
+node) must not hold up the jobs behind it that the free node can.
+
+Pure bookkeeping: no clock (the caller passes ``now``) and no I/O; ``wake`` is the one
+trio object, the event the requester's loop waits on.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class JobQueue:
         self._reasons: dict[str, str] = {}  # job id → why its last round placed nothing
         self._freed = 0
         self._peers: set[str] = set()
+        self._unfit: dict[str, set[str]] = {}  # job id → nodes that cannot take it
         self.wake = trio.Event()
 
     def __contains__(self, job_id: str) -> bool:
@@ -62,6 +67,27 @@ class JobQueue:
             heapq.heappop(self._line)  # stale
         return None
 
+    def oldest_for(self, node: str, *, scan: int = 64) -> str | None:
+        """The first job in line that ``node`` has not declined as unfit, among the first
+        ``scan`` (it stays in the queue)."""
+        job_id = self.oldest()
+        if job_id is None or node not in self._unfit.get(job_id, ()):
+            return job_id
+        for place, job_id in heapq.nsmallest(scan, self._line):  # (only past an unfit front)
+            live = job_id in self._deadlines and self._places[job_id] == place
+            if live and node not in self._unfit.get(job_id, ()):
+                return job_id
+        return None
+
+    def take_for(self, node: str) -> str | None:
+        """``oldest_for(node)``, removed from the queue, for room freed on ``node`` (it
+        uses up that room's share of ``next_batch``)."""
+        job_id = self.oldest_for(node)
+        if job_id is not None:
+            del self._deadlines[job_id]
+            self._freed = max(0, self._freed - 1)
+        return job_id
+
     def remove(self, job_id: str) -> None:
         self._deadlines.pop(job_id, None)
 
@@ -70,6 +96,12 @@ class JobQueue:
         self._deadlines.pop(job_id, None)
         self._reasons.pop(job_id, None)
         self._places.pop(job_id, None)
+        self._unfit.pop(job_id, None)
+
+    def unfit(self, job_id: str, node: str) -> None:
+        """``node`` declined ``job_id`` for a reason other than being busy (kept until the
+        job ends; a node that changed still hears of the job in the periodic rounds)."""
+        self._unfit.setdefault(job_id, set()).add(node)
 
     def reason(self, job_id: str) -> str:
         return self._reasons.get(job_id, "")
@@ -86,11 +118,11 @@ class JobQueue:
             del self._deadlines[job_id]
         return gone
 
-    def next_batch(self, peers: set[str], limit: int) -> list[str]:
+    def next_batch(self, peers: set[str], limit: int, *, at_least: int = 1) -> list[str]:
         """The oldest jobs to announce again, removed from the queue: as many as there is
-        new room for (executions ended, compute nodes joined), at least one."""
+        new room for (executions ended, compute nodes joined), at least ``at_least``."""
         joined, self._peers = peers - self._peers, peers
-        budget = min(max(1, self._freed + len(joined)), limit)
+        budget = min(max(at_least, self._freed + len(joined)), limit)
         self._freed = 0
         batch: list[str] = []
         while self._line and len(batch) < budget:

@@ -338,7 +338,7 @@ class RequesterService:
         lost, and the job goes back to its place in line.
         """
         node = execution.node_id
-        job_id = self._queue.oldest()
+        job_id = self._queue.oldest_for(node)
         if node == self.peer_id or job_id is None or job_id in self._bidding:
             return False
         job = self.store.get_job(job_id)
@@ -462,9 +462,13 @@ class RequesterService:
         return set(self._lost_nodes)
 
     def _record_declines(self, job: JobRecord, declines: list[Decline]) -> None:
-        """Log each node's reason, once per reason (a queued job is announced often)."""
+        """Log each node's reason, once per reason (a queued job is announced often); note
+        the nodes that cannot take the job at all, so their room goes to other jobs."""
         if not declines:
             return  # (most rounds: no need to read the job's events)
+        for decline in declines:
+            if not decline.busy:
+                self._queue.unfit(job.id, decline.peer_id)
         seen = {(e.node_id, e.message) for e in self.store.events(job.id) if e.kind == "decline"}
         for decline in declines:
             if (decline.peer_id, decline.reason) not in seen:
@@ -502,10 +506,20 @@ class RequesterService:
                 await self._queue.wake.wait()
             self._queue.rewake()
             self._expire_queued()
-            # Rounds run on their own: room that frees up meanwhile is used at once. Each
-            # job goes first to a node whose room has just freed up, oldest job first.
-            for job_id in self._queue.next_batch(self._compute_peers(), PLACEMENTS_IN_FLIGHT):
-                self._schedule(job_id, self._room_on.popleft() if self._room_on else None)
+            # Rounds run on their own: room that frees up meanwhile is used at once. A node
+            # whose room has just freed up is offered the oldest job it can take; the rest
+            # of the batch (at least one job when no room was offered) is asked of all.
+            offered = 0
+            while self._room_on and offered < PLACEMENTS_IN_FLIGHT:
+                node = self._room_on.popleft()
+                job_id = self._queue.take_for(node)
+                if job_id is not None:
+                    self._schedule(job_id, node)
+                    offered += 1
+            for job_id in self._queue.next_batch(
+                self._compute_peers(), PLACEMENTS_IN_FLIGHT - offered, at_least=int(not offered)
+            ):
+                self._schedule(job_id)
 
     def _expire_queued(self) -> None:
         for job_id in self._queue.expired(self._clock()):
