@@ -12,8 +12,9 @@ import socket
 import subprocess
 import time
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -365,6 +366,19 @@ async def test_a_node_works_only_for_trusted_requesters(tmp_path):
         assert (await y.requester.wait(job.id, timeout=10)).state.value == "completed"
 
 
+def record_announces(a) -> list[str]:
+    """The ids of the jobs ``a`` announces from now on, in order."""
+    announced: list[str] = []
+    publish = a.requester._announcer.publish
+
+    async def counted(announce):
+        announced.append(announce.job_id)
+        await publish(announce)
+
+    a.requester._announcer.publish = counted
+    return announced
+
+
 async def test_a_hybrid_runs_jobs_that_read_no_data_itself_while_it_has_room(tmp_path):
     """No announce while its own compute role has room; the swarm gets the rest."""
     hybrid = config(tmp_path, "a", max_jobs=1)
@@ -374,14 +388,7 @@ async def test_a_hybrid_runs_jobs_that_read_no_data_itself_while_it_has_room(tmp
             await wait_for(
                 lambda: b.peer_id in a.requester._compute_peers(), timeout=10, what="a to see b"
             )
-            announced: list[str] = []
-            publish = a.requester._announcer.publish
-
-            async def counted(announce):
-                announced.append(announce.job_id)
-                await publish(announce)
-
-            a.requester._announcer.publish = counted
+            announced = record_announces(a)
             quick = a.requester.blobs.put_bytes(hello())
             slow = a.requester.blobs.put_bytes(ticker(times=20, interval=0.1))
 
@@ -424,15 +431,7 @@ async def requester_and(tmp_path, *computes: dict):
                 timeout=10,
                 what="a to see its compute nodes",
             )
-            announced: list[str] = []
-            publish = a.requester._announcer.publish
-
-            async def counted(announce):
-                announced.append(announce.job_id)
-                await publish(announce)
-
-            a.requester._announcer.publish = counted
-            yield a, nodes, announced
+            yield a, nodes, record_announces(a)
 
 
 async def placed(a, job, node) -> None:
@@ -441,17 +440,17 @@ async def placed(a, job, node) -> None:
     assert [e.node_id for e in a.requester.store.executions(job.id)] == [node.peer_id]
 
 
+def submit_to(a, wasm: bytes, *constraints: str):
+    digest = a.requester.blobs.put_bytes(wasm)
+    spec = {"task": {"module": digest}, "constraints": list(constraints)}
+    return a.requester.submit(JobSpec.from_dict(spec))
+
+
 async def test_a_node_whose_result_frees_room_is_offered_the_next_job_in_the_ack(tmp_path):
     async with requester_and(tmp_path, {"max_jobs": 1}) as (a, (b,), announced):
-        slow = a.requester.blobs.put_bytes(ticker(times=10, interval=0.1))
-        quick = a.requester.blobs.put_bytes(hello())
-
-        def submit(digest: str):
-            return a.requester.submit(JobSpec.from_dict({"task": {"module": digest}}))
-
-        holds_b = submit(slow)
+        holds_b = submit_to(a, ticker(times=10, interval=0.1))
         await wait_for(lambda: b.compute.running == 1, what="b to run the slow job")
-        waits = submit(quick)  # b is busy: queued
+        waits = submit_to(a, hello())  # b is busy: queued
         await wait_for(lambda: waits.id in a.requester._queue, what="the quick job to queue")
         await placed(a, holds_b, b)
         await placed(a, waits, b)
@@ -459,21 +458,39 @@ async def test_a_node_whose_result_frees_room_is_offered_the_next_job_in_the_ack
         assert announced == [holds_b.id, waits.id]
 
 
-async def test_an_offered_job_the_node_declines_goes_to_the_swarm(tmp_path):
+@dataclass(frozen=True)
+class BusyPair:
+    """Requester a; b (zone=us) and c (zone=eu), one job slot each, both busy: b for 0.3 s
+    (``holds_b``), c longer (``holds_c``)."""
+
+    a: Any
+    b: Any
+    c: Any
+    announced: list[str]
+    holds_b: Any
+    holds_c: Any
+
+    def submit(self, wasm: bytes, *constraints: str):
+        return submit_to(self.a, wasm, *constraints)
+
+    async def queued(self, job) -> None:
+        await wait_for(lambda: job.id in self.a.requester._queue, what=f"{job.id} to queue")
+
+
+@asynccontextmanager
+async def busy_pair(tmp_path, c_busy: float = 1.5):
     us, eu = {"max_jobs": 1, "labels": {"zone": "us"}}, {"max_jobs": 1, "labels": {"zone": "eu"}}
     async with requester_and(tmp_path, us, eu) as (a, (b, c), announced):
-        short = a.requester.blobs.put_bytes(ticker(times=3, interval=0.1))
-        long = a.requester.blobs.put_bytes(ticker(times=15, interval=0.1))
-        quick = a.requester.blobs.put_bytes(hello())
-
-        def submit(digest: str, *constraints: str):
-            spec = {"task": {"module": digest}, "constraints": list(constraints)}
-            return a.requester.submit(JobSpec.from_dict(spec))
-
-        holds_c = submit(long, "zone=eu")
+        holds_c = submit_to(a, ticker(times=int(c_busy * 10), interval=0.1), "zone=eu")
         await wait_for(lambda: c.compute.running == 1, what="c to run the long job")
-        holds_b = submit(short, "zone=us")
+        holds_b = submit_to(a, ticker(times=3, interval=0.1), "zone=us")
         await wait_for(lambda: b.compute.running == 1, what="b to run the short job")
+        yield BusyPair(a, b, c, announced, holds_b, holds_c)
+
+
+async def test_an_offered_job_the_node_declines_goes_to_the_swarm(tmp_path):
+    async with busy_pair(tmp_path) as p:
+        a, b, c, announced = p.a, p.b, p.c, p.announced
         # b answers the quick job "busy" when it is first announced, then "does not fit"
         # (as a node would whose labels changed in between).
         consider, asked = b.compute.consider, []
@@ -487,16 +504,16 @@ async def test_an_offered_job_the_node_declines_goes_to_the_swarm(tmp_path):
             return Decline(waits.id, b.peer_id, "does not fit", False)
 
         b.compute.consider = b_answers
-        waits = submit(quick)  # both busy: queued
-        await wait_for(lambda: waits.id in a.requester._queue, what="the quick job to queue")
+        waits = p.submit(hello())  # both busy: queued
+        await p.queued(waits)
         # b's result ack offers b the waiting job; b declines it, so the swarm is asked (c,
         # still busy); when c's room frees up, its ack offers the job to c.
-        await placed(a, holds_b, b)
+        await placed(a, p.holds_b, b)
         await wait_for(lambda: announced.count(waits.id) == 2, what="the swarm to be asked")
-        await placed(a, holds_c, c)
+        await placed(a, p.holds_c, c)
         await placed(a, waits, c)
         assert len(asked) == 3  # announced; offered in the ack; announced to all again
-        assert announced == [holds_c.id, holds_b.id, waits.id, waits.id]
+        assert announced == [p.holds_c.id, p.holds_b.id, waits.id, waits.id]
         declines = [e for e in a.requester.store.events(waits.id) if e.kind == "decline"]
         assert {(e.node_id, e.message) for e in declines} >= {(b.peer_id, "does not fit")}
 
@@ -504,22 +521,10 @@ async def test_an_offered_job_the_node_declines_goes_to_the_swarm(tmp_path):
 async def test_an_offered_job_the_node_is_too_busy_for_keeps_its_place_unannounced(tmp_path):
     """Busy: the room went to another job first (a race the ack can lose); this one waits
     for the next room in its place, and the swarm is not asked meanwhile."""
-    us, eu = {"max_jobs": 1, "labels": {"zone": "us"}}, {"max_jobs": 1, "labels": {"zone": "eu"}}
-    async with requester_and(tmp_path, us, eu) as (a, (b, c), announced):
-        short = a.requester.blobs.put_bytes(ticker(times=3, interval=0.1))
-        long = a.requester.blobs.put_bytes(ticker(times=15, interval=0.1))
-        quick = a.requester.blobs.put_bytes(hello())
-
-        def submit(digest: str, *constraints: str):
-            spec = {"task": {"module": digest}, "constraints": list(constraints)}
-            return a.requester.submit(JobSpec.from_dict(spec))
-
-        holds_c = submit(long, "zone=eu")
-        await wait_for(lambda: c.compute.running == 1, what="c to run the long job")
-        holds_b = submit(short, "zone=us")
-        await wait_for(lambda: b.compute.running == 1, what="b to run the short job")
-        waits = submit(quick)  # both busy: queued
-        await wait_for(lambda: waits.id in a.requester._queue, what="the quick job to queue")
+    async with busy_pair(tmp_path) as p:
+        a, b, c = p.a, p.b, p.c
+        waits = p.submit(hello())  # both busy: queued
+        await p.queued(waits)
         consider, offered = b.compute.consider, []
 
         def busy(announce):  # b's answer to the offer in its short job's ack
@@ -529,41 +534,30 @@ async def test_an_offered_job_the_node_is_too_busy_for_keeps_its_place_unannounc
             return consider(announce)
 
         b.compute.consider = busy
-        await placed(a, holds_b, b)
+        await placed(a, p.holds_b, b)
         await wait_for(lambda: offered and waits.id in a.requester._queue, what="back in line")
-        await placed(a, holds_c, c)
+        await placed(a, p.holds_c, c)
         await placed(a, waits, c)  # offered to c in turn, in its long job's ack
         assert offered == [waits.id]
-        assert announced == [holds_c.id, holds_b.id, waits.id]  # the swarm was not asked again
+        # The swarm was not asked again.
+        assert p.announced == [p.holds_c.id, p.holds_b.id, waits.id]
 
 
 async def test_a_job_only_a_busy_node_fits_does_not_hold_up_the_jobs_behind_it(tmp_path):
     """The front of the line fits only c, busy for seconds; b's room, freed meanwhile,
     goes to the job behind it at once, not to c's job (which b declined as unfit)."""
-    us, eu = {"max_jobs": 1, "labels": {"zone": "us"}}, {"max_jobs": 1, "labels": {"zone": "eu"}}
-    async with requester_and(tmp_path, us, eu) as (a, (b, c), announced):
-        short = a.requester.blobs.put_bytes(ticker(times=3, interval=0.1))
-        long = a.requester.blobs.put_bytes(ticker(times=40, interval=0.1))
-        quick = a.requester.blobs.put_bytes(hello())
-
-        def submit(digest: str, *constraints: str):
-            spec = {"task": {"module": digest}, "constraints": list(constraints)}
-            return a.requester.submit(JobSpec.from_dict(spec))
-
-        holds_c = submit(long, "zone=eu")  # c busy for 4 s
-        await wait_for(lambda: c.compute.running == 1, what="c to run the long job")
-        holds_b = submit(short, "zone=us")  # b busy for 0.3 s
-        await wait_for(lambda: b.compute.running == 1, what="b to run the short job")
-        front = submit(quick, "zone=eu")  # only c fits it
-        await wait_for(lambda: front.id in a.requester._queue, what="the front job to queue")
-        behind = submit(quick)  # any node: queued behind it (every node is busy)
+    async with busy_pair(tmp_path, c_busy=4.0) as p:
+        a, b, c = p.a, p.b, p.c
+        front = p.submit(hello(), "zone=eu")  # only c fits it
+        await p.queued(front)
+        behind = p.submit(hello())  # any node: queued behind it (every node is busy)
         assert a.requester.store.get_job(behind.id).state.value == "queued"
-        await placed(a, holds_b, b)
+        await placed(a, p.holds_b, b)
         with trio.fail_after(2):  # well before c is free
             await placed(a, behind, b)
         # (b's room, freed again, finds no job it fits: a round may be asking about the
         # front job right now, so it is judged by its state, not by its place in line)
         assert c.compute.running == 1
         assert a.requester.store.get_job(front.id).state.value == "queued"
-        await placed(a, holds_c, c)
+        await placed(a, p.holds_c, c)
         await placed(a, front, c)

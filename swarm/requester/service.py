@@ -262,9 +262,13 @@ class RequesterService:
             async with self._placements:
                 return await self._announce_and_award(job_id, room_on)
         finally:
-            self._placing[job_id] -= 1
-            if not self._placing[job_id]:
-                del self._placing[job_id]
+            self._placed(job_id)
+
+    def _placed(self, job_id: str) -> None:
+        """A round counted in ``_placing`` is over."""
+        self._placing[job_id] -= 1
+        if not self._placing[job_id]:
+            del self._placing[job_id]
 
     async def _announce_and_award(self, job_id: str, room_on: str | None) -> Outcome | None:
         while (current := self._bidding.get(job_id)) is not None:
@@ -275,30 +279,33 @@ class RequesterService:
         if job.state is JobState.PENDING and self._must_queue():
             self._join_line(job)  # the swarm filled up while this job waited for its round
             return Outcome.WAIT
-        spec = job.spec
         announce = self._announce(job)
         peers = self._compute_peers() - {self.peer_id}
         if room_on is not None and not self._may_prefer(job, room_on, peers):
             room_on = None
-        if room_on is None and self._local is not None and not spec.task.inputs:
+        if room_on is None and self._local is not None and not job.spec.task.inputs:
             # Any node will do for a job that reads no data, and ours costs no network: with
             # room here it runs here, and the swarm is asked only when we have none.
             if self._may_prefer(job, self.peer_id, peers):
                 room_on = self.peer_id
-        # A node just lost is not waited for (it may still answer, and is heard if it does),
-        # unless there is no one else to wait for.
-        bidding = Bidding(
-            job.id,
-            (peers - self._suspects()) or peers,
-            preferred=room_on,
-            needs_data=bool(spec.task.inputs),
-        )
-        self._bidding[job.id] = bidding
+        bidding = self._open_bidding(job, peers, room_on)
         try:
             await self._collect(announce, bidding)
         finally:
             del self._bidding[job.id]
         return self._decide(job.id, bidding)
+
+    def _open_bidding(self, job: JobRecord, peers: set[str], preferred: str | None) -> Bidding:
+        # A node just lost is not waited for (it may still answer, and is heard if it does),
+        # unless there is no one else to wait for.
+        bidding = Bidding(
+            job.id,
+            (peers - self._suspects()) or peers,
+            preferred=preferred,
+            needs_data=bool(job.spec.task.inputs),
+        )
+        self._bidding[job.id] = bidding
+        return bidding
 
     def _announce(self, job: JobRecord) -> JobAnnounce:
         spec = job.spec
@@ -338,8 +345,10 @@ class RequesterService:
         lost, and the job goes back to its place in line.
         """
         node = execution.node_id
+        if node == self.peer_id:
+            return False
         job_id = self._queue.oldest_for(node)
-        if node == self.peer_id or job_id is None or job_id in self._bidding:
+        if job_id is None or job_id in self._bidding:
             return False
         job = self.store.get_job(job_id)
         peers = self._compute_peers() - {self.peer_id}
@@ -347,13 +356,7 @@ class RequesterService:
             return False
         self._queue.remove(job_id)
         announce = self._announce(job)
-        bidding = Bidding(
-            job.id,
-            (peers - self._suspects()) or peers,
-            preferred=node,
-            needs_data=bool(job.spec.task.inputs),
-        )
-        self._bidding[job.id] = bidding
+        bidding = self._open_bidding(job, peers, node)
         self._placing[job.id] += 1
         self._offers[execution.id] = announce
         self._nursery.start_soon(self._offered, execution.id, announce, bidding)
@@ -382,9 +385,7 @@ class RequesterService:
                 del self._bidding[job_id]
             self._decide(job_id, bidding)
         finally:
-            self._placing[job_id] -= 1
-            if not self._placing[job_id]:
-                del self._placing[job_id]
+            self._placed(job_id)
 
     def _decide(self, job_id: str, bidding: Bidding) -> Outcome:
         job = self.store.get_job(job_id)  # afresh: it may have been stopped meanwhile
