@@ -24,7 +24,14 @@ Library defaults this module replaces, each measured on py-libp2p 0.8.1:
   serialised) for every message forwarded and every RPC sent: it is rebuilt every 10 s
   (``swarm.p2p.records``);
 - yamux sends a WINDOW_UPDATE frame for nearly every read: the gossip reader's streams
-  release their window at half of it, as go-yamux does (``swarm.p2p.windows``).
+  release their window at half of it, as go-yamux does (``swarm.p2p.windows``);
+- the reader spawns each new message's handling through the service manager, which
+  walks every task of the service to find the reader's own: a task in ``GuardedPubsub``'s
+  own nursery instead;
+- peer scoring, with the library's default parameters (every threshold -inf), can refuse
+  no one, yet its gates computed each peer's score for every message forwarded:
+  ``OpenGates`` answers them at once while no threshold is set (the score bookkeeping
+  stays).
 
 Fewer, fuller RPCs. py-libp2p spends about the same per RPC (yamux frame, Noise, socket
 write; at the receiver the reverse, a parse and the sender record) whatever it carries,
@@ -58,7 +65,9 @@ handling a hostile message from tearing the whole pubsub service down.
 from __future__ import annotations
 
 import logging
+import math
 import random
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -67,10 +76,12 @@ import libp2p.pubsub.gossipsub as _libp2p_gossipsub
 import trio
 from libp2p.abc import IHost, INetStream
 from libp2p.peer.id import ID
+from libp2p.pubsub.exceptions import NoPubsubAttached
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.rpc_queue import RpcQueue
+from libp2p.pubsub.score import PeerScorer
 from libp2p.pubsub.validators import PUBSUB_SIGNING_PREFIX, signature_validator
 from libp2p.tools.anyio_service import background_trio_service
 
@@ -144,6 +155,62 @@ class SwarmGossipSub(GossipSub):
                 super().send_rpc(peer_id, one)  # this peer's share is full: at once
         self._held_waiting.set()
 
+    async def publish(self, msg_forwarder: ID, pubsub_msg: rpc_pb2.Message) -> None:
+        """Forward a new, validated message: the library's ``publish``, with one part
+        done with set operations instead of a loop over every connected peer.
+
+        That part keeps a copy for peers that are connected but whose subscriptions have
+        not arrived yet (sent once they do). The library looped over all connected peers
+        for every message forwarded, building a peer id and comparing ids each time,
+        though such peers are rare; ``_queue_for_unsubscribed`` finds them the same way.
+        """
+        if not self._check_spam_protection(msg_forwarder, pubsub_msg):
+            return
+        if not self._check_equivocation(pubsub_msg):
+            return
+        pubsub = self.pubsub
+        if pubsub is None:
+            raise NoPubsubAttached
+        self.mcache.put(pubsub_msg)
+        msg_id = pubsub.get_message_id(pubsub_msg)
+        origin = ID(pubsub_msg.from_id)
+        peers = self._get_peers_to_send(
+            pubsub_msg.topicIDs, msg_forwarder=msg_forwarder, origin=origin, msg_id=msg_id
+        )
+        rpc_msg = rpc_pb2.RPC(publish=[pubsub_msg])
+        rpc_msg.senderRecord, _ = _libp2p_gossipsub.env_to_send_in_RPC(pubsub.host)
+        await self._emit_idontwant_for_message(msg_id, pubsub_msg.topicIDs)
+        await self._notify_observers(pubsub_msg.topicIDs, msg_id)
+        topics = list(pubsub_msg.topicIDs)
+        for peer_id in peers:
+            if peer_id not in pubsub.peers:
+                continue
+            if self.scorer is not None and not self.scorer.allow_publish(peer_id, topics):
+                continue
+            self.send_rpc(peer_id, rpc_msg)
+        self._queue_for_unsubscribed(pubsub, rpc_msg, topics, {msg_forwarder, origin})
+        now = time.time()
+        for topic in topics:
+            self.time_since_last_publish[topic] = int(now)
+            self.recent_message_deliveries[topic].append(now)
+
+    def _queue_for_unsubscribed(
+        self, pubsub: Pubsub, rpc_msg: rpc_pb2.RPC, topics: list[str], skip: set[ID]
+    ) -> None:
+        """Keep ``rpc_msg`` for each peer of ``topics`` not identified yet, and each
+        connected peer not yet known to be in them (the library's rule)."""
+        queued: set[ID] = set()
+        for topic in topics:
+            in_topic = pubsub.peer_topics.get(topic, set())
+            waiting = in_topic.difference(self.peer_protocol, self.direct_peers, skip, queued)
+            waiting.update(
+                pubsub.peers.keys() - in_topic - self.direct_peers.keys() - skip - queued
+            )
+            for peer_id in waiting:
+                self._prune_pending_messages(peer_id)
+                self._pending_messages[peer_id].append((time.time(), rpc_msg))
+            queued |= waiting
+
     def _may_hold(self, rpc: rpc_pb2.RPC, priority: bool) -> bool:
         return (
             self._hold > 0
@@ -179,8 +246,38 @@ class SwarmGossipSub(GossipSub):
                 super().send_rpc(peer_id, rpc_pb2.RPC(publish=messages, senderRecord=record))
 
 
+class OpenGates(PeerScorer):
+    """The library's peer scorer, without the per-message cost of gates that cannot close.
+
+    With a threshold at -inf (the library's defaults, kept here) a gate's answer does not
+    depend on the score, but the library computed the score anyway: for every peer, every
+    message forwarded. Such a gate now answers at once, exactly as it would have; a
+    threshold that is set is judged on the score as before.
+    """
+
+    def allow_publish(self, peer: ID, topics: list[str]) -> bool:
+        if self.params.publish_threshold == -math.inf:
+            return bool(topics)
+        return super().allow_publish(peer, topics)
+
+    def allow_gossip(self, peer: ID, topics: list[str]) -> bool:
+        if self.params.gossip_threshold == -math.inf:
+            return bool(topics)
+        return super().allow_gossip(peer, topics)
+
+    def is_graylisted(self, peer: ID, topics: list[str]) -> bool:
+        if self.params.graylist_threshold == -math.inf:
+            return False
+        return super().is_graylisted(peer, topics)
+
+    def allow_px_from(self, peer: ID, topics: list[str]) -> bool:
+        if self.params.accept_px_threshold == -math.inf:
+            return bool(topics)
+        return super().allow_px_from(peer, topics)
+
+
 def make_gossipsub(*, hold: float = ADVERT_HOLD) -> SwarmGossipSub:
-    return SwarmGossipSub(
+    router = SwarmGossipSub(
         hold=hold,
         held_topics=frozenset({NODES_TOPIC}),
         protocols=[PROTOCOL_ID_V11, PROTOCOL_ID],
@@ -193,6 +290,9 @@ def make_gossipsub(*, hold: float = ADVERT_HOLD) -> SwarmGossipSub:
         spam_protection_enabled=False,
         eclipse_protection_enabled=False,
     )
+    if router.scorer is not None:
+        router.scorer = OpenGates(router.scorer.params)
+    return router
 
 
 def signature_ok(message: rpc_pb2.Message) -> bool:
@@ -212,6 +312,15 @@ class GuardedPubsub(Pubsub):
         # ``push_msg`` below checks signatures (once); the library's flag would check again.
         self.strict_signing = False
         self._reading_from: dict[trio.lowlevel.Task, ID] = {}  # reader task -> its peer
+        self._pushes: trio.Nursery | None = None  # where new messages are handled (``run``)
+
+    async def run(self) -> None:
+        async with trio.open_nursery() as nursery:
+            self._pushes = nursery
+            try:
+                await super().run()
+            finally:
+                self._pushes = None
 
     async def publish(self, topic_id: str, data: bytes) -> None:
         """Publish ``data`` signed by this node (what the library does with strict signing)."""
@@ -233,19 +342,26 @@ class GuardedPubsub(Pubsub):
             del self._reading_from[reader]
 
     def _is_subscribed_to_msg(self, msg: rpc_pb2.Message) -> bool:
-        """Whether the reader should hand ``msg`` on (the library asks nothing else here).
+        """Whether the reader should hand ``msg`` on to the library's handling (the
+        reader asks nothing else here). It is handled here instead:
 
-        A message already seen is settled here, in the reading task, instead of in a
-        task of its own that would only find it seen (most messages a node receives are
-        such duplicates): its sender needs no copy from us.
+        - a message already seen is settled in the reading task, not in a task of its
+          own that would only find it seen (most messages a node receives are such
+          duplicates): its sender needs no copy from us;
+        - a new one goes to ``push_msg`` in a task of this pubsub's own nursery. The
+          library would start that task through its service manager, which looks for
+          the reader's task by walking every task of the service, for every message.
         """
         if not super()._is_subscribed_to_msg(msg):
             return False
-        if not self._is_msg_seen(msg):
-            return True
         peer_id = self._reading_from.get(trio.lowlevel.current_task())
-        if peer_id is not None and isinstance(self.router, SwarmGossipSub):
-            self.router.peer_has(peer_id, msg)
+        if peer_id is None or self._pushes is None:
+            return not self._is_msg_seen(msg)  # not one of our readers: the library's way
+        if self._is_msg_seen(msg):
+            if isinstance(self.router, SwarmGossipSub):
+                self.router.peer_has(peer_id, msg)
+        else:
+            self._pushes.start_soon(self.push_msg, peer_id, msg)
         return False
 
     async def handle_sending_messages(
@@ -275,17 +391,17 @@ class GuardedPubsub(Pubsub):
             self._handle_dead_peer(peer_id)
 
     async def push_msg(self, msg_forwarder: ID, msg: rpc_pb2.Message) -> None:
-        if msg_forwarder != self.my_id:
-            if self._is_msg_seen(msg):
-                if isinstance(self.router, SwarmGossipSub):
-                    self.router.peer_has(msg_forwarder, msg)
-                return  # a duplicate: the library would drop it too
-            if not signature_ok(msg):
-                self.drops.count(DropReason.FORGED)
-                return
         try:
+            if msg_forwarder != self.my_id:
+                if self._is_msg_seen(msg):
+                    if isinstance(self.router, SwarmGossipSub):
+                        self.router.peer_has(msg_forwarder, msg)
+                    return  # a duplicate: the library would drop it too
+                if not signature_ok(msg):
+                    self.drops.count(DropReason.FORGED)
+                    return
             await super().push_msg(msg_forwarder, msg)
-        except Exception:  # a task error here would cancel the whole pubsub service
+        except Exception:  # an error here would cancel the whole pubsub service
             logger.debug("gossip message from %s dropped on error", msg_forwarder, exc_info=True)
             self.drops.count(DropReason.ERROR)
 
