@@ -368,3 +368,39 @@ async def test_a_port_in_use_is_an_error_before_serving(nursery):
     port = await nursery.start(partial(serve_api, FastAPI(), "127.0.0.1", 0))
     with pytest.raises(OSError):
         await nursery.start(partial(serve_api, FastAPI(), "127.0.0.1", port))
+
+
+async def test_a_connection_over_the_cap_gets_503_and_a_freed_place_is_served(served, monkeypatch):
+    sock, _, _, port = served
+    monkeypatch.setattr(server, "MAX_CONNECTIONS", 2)
+    second = trio.socket.socket()
+    await second.connect(("127.0.0.1", port))
+    for kept in (sock, second):  # both served, and kept open
+        await kept.send(request("/json"))
+        response, _ = await read_response(kept)
+        assert response.startswith(b"HTTP/1.1 200 OK\r\n")
+
+    over = trio.socket.socket()
+    await over.connect(("127.0.0.1", port))
+    await over.send(request("/json"))
+    response, _ = await read_response(over)
+    assert response.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert b"retry-after: 1\r\n" in response
+    assert b"serving 2 connections" in response
+    assert await closed_by_server(over)
+    over.close()
+
+    second.close()
+    with trio.fail_after(5):
+        while True:  # the server notices the close on its next read
+            again = trio.socket.socket()
+            await again.connect(("127.0.0.1", port))
+            await again.send(request("/json"))
+            response, _ = await read_response(again)
+            again.close()
+            if response.startswith(b"HTTP/1.1 200 OK\r\n"):
+                break
+            await trio.sleep(0.05)
+    await sock.send(request("/json"))  # the first one was never disturbed
+    response, _ = await read_response(sock)
+    assert response.startswith(b"HTTP/1.1 200 OK\r\n")

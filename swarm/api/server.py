@@ -25,6 +25,11 @@ What it does, and no more (the API is all it serves):
   ``http.disconnect`` (Starlette's streamed responses listen for it).
 - An app that raises before it answers gets a 500 for its client; after, the connection
   is closed. Nothing a client sends can end the server.
+- At most ``MAX_CONNECTIONS`` connections at once: one more is answered 503 and closed
+  at once. Connections are accepted before any token is checked, and each holds a file
+  descriptor, which the node's libp2p side needs too: without a cap, a local client
+  opening connections until the process runs out of descriptors would cut the node off
+  from its swarm.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ KEEP_ALIVE = 5.0  # seconds an idle connection stays open (hypercorn's default)
 READ_SIZE = 64 * 1024
 LINGER = 1.0  # seconds to read what a client still sends after its answer (see _linger)
 LINGER_BYTES = 16 * 1024 * 1024
+MAX_CONNECTIONS = 512  # open at once; the CLI holds one, the web UI a few, the bench 8
+REFUSE_LINGER = 0.2  # seconds a connection over the cap is kept to deliver its 503
 
 ASGIApp = Callable[
     [dict[str, Any], Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]],
@@ -87,12 +94,25 @@ async def serve_api(
     error here would surface as a bare ``OSError``."""
     listeners = await trio.open_tcp_listeners(port, host=host)
     task_status.started(listeners[0].socket.getsockname()[1])
-    await trio.serve_listeners(partial(_serve_connection, app), listeners)
+    await trio.serve_listeners(partial(_serve_connection, app, _Open()), listeners)
 
 
-async def _serve_connection(app: ASGIApp, stream: trio.SocketStream) -> None:
+class _Open:
+    """How many connections are being served."""
+
+    count = 0
+
+
+async def _serve_connection(app: ASGIApp, open_now: _Open, stream: trio.SocketStream) -> None:
     try:
-        await _Connection(app, stream).run()
+        if open_now.count >= MAX_CONNECTIONS:
+            await _refuse_busy(stream)
+            return
+        open_now.count += 1
+        try:
+            await _Connection(app, stream).run()
+        finally:
+            open_now.count -= 1
     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
         pass  # the client went away
     except Exception:
@@ -100,6 +120,23 @@ async def _serve_connection(app: ASGIApp, stream: trio.SocketStream) -> None:
     finally:
         with trio.CancelScope(shield=True):
             await trio.aclose_forcefully(stream)
+
+
+async def _refuse_busy(stream: trio.SocketStream) -> None:
+    """503 for a connection over the cap, sent at once (the client may not have sent its
+    request yet), then a short linger: closing on unread bytes would reset the connection
+    and could lose the answer, and a refused connection must not hold its descriptor long."""
+    body = json.dumps(
+        {"detail": f"the node is serving {MAX_CONNECTIONS} connections: retry after closing some"}
+    ).encode()
+    with trio.move_on_after(REFUSE_LINGER):
+        await stream.send_all(
+            _status_line(503) + b"content-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\nretry-after: 1\r\n\r\n%s" % (len(body), body)
+        )
+        await stream.send_eof()
+        while await stream.receive_some(READ_SIZE):
+            pass
 
 
 class _BadRequest(Exception):
