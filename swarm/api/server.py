@@ -100,7 +100,8 @@ async def serve_api(
 class _Open:
     """How many connections are being served."""
 
-    count = 0
+    def __init__(self) -> None:
+        self.count = 0
 
 
 async def _serve_connection(app: ASGIApp, open_now: _Open, stream: trio.SocketStream) -> None:
