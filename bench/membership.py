@@ -15,6 +15,13 @@ prints:
 Topology: `seed` (every node bootstraps from node 0: the simplest real set-up, default)
 or `tree` (node i bootstraps from a random earlier node). Targets: an advert reaches 20
 nodes within 1 s; idle CPU <= 2 % per node.
+
+`--compare CHECKOUT` (another version of the code, e.g. a `git worktree` of the commit
+before a change) runs every odd-numbered node on that code instead, in the same swarm,
+and prints idle CPU for the two halves apart (the seed, node 0, left out of both; with
+`--flip`, the even-numbered nodes run the other code). Both halves are measured in the
+same seconds on the same host, which makes a fairer comparison on a shared machine than
+runs one after the other.
 """
 
 from __future__ import annotations
@@ -78,15 +85,31 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def start_swarm(n: int, base: Path, topology: str, rng: random.Random) -> list[ServeProcess]:
+def start_swarm(
+    n: int, base: Path, topology: str, rng: random.Random, envs: list[dict[str, str] | None]
+) -> list[ServeProcess]:
     nodes: list[ServeProcess] = []
     for i in range(n):
         peers = []
         if i > 0:
             seed = 0 if topology == "seed" else rng.randrange(i)
             peers = ["--peer", nodes[seed].address]
-        nodes.append(ServeProcess(base / f"n{i:02d}", *peers).wait_ready(timeout=60))
+        node = ServeProcess(base / f"n{i:02d}", *peers, env=envs[i])
+        nodes.append(node.wait_ready(timeout=60))
     return nodes
+
+
+def code_of(n: int, compare: Path | None, flip: bool) -> list[bool]:
+    """For each node, whether it runs the compared code (odd nodes, or even with flip)."""
+    return [compare is not None and i % 2 == (0 if flip else 1) for i in range(n)]
+
+
+def environments(others: list[bool], compare: Path | None) -> list[dict[str, str] | None]:
+    """The other code comes first on the import path of the nodes that run it."""
+    if compare is None:
+        return [None] * len(others)
+    other = {**os.environ, "PYTHONPATH": str(compare)}
+    return [other if it else None for it in others]
 
 
 def wait_converged(nodes: list[ServeProcess], timeout: float) -> float:
@@ -145,12 +168,27 @@ def ms(values: list[float]) -> str:
     )
 
 
-def run(n: int, topology: str, idle_window: float) -> None:
+def halves(cpu: list[float], others: list[bool]) -> str:
+    """Idle CPU of this code's nodes and the compared code's, node 0 left out of both."""
+    parts = []
+    for label, which in (("this code", False), ("compared", True)):
+        values = [c for i, (c, o) in enumerate(zip(cpu, others, strict=True)) if i and o == which]
+        parts.append(
+            f"{label} (n={len(values)}) median {statistics.median(values):.2f} %, "
+            f"mean {statistics.mean(values):.2f} %, max {max(values):.2f} %"
+        )
+    return "; ".join(parts)
+
+
+def run(
+    n: int, topology: str, idle_window: float, compare: Path | None = None, flip: bool = False
+) -> None:
     base = Path(tempfile.mkdtemp(prefix=f"swarm-bench-{n}-"))
     nodes: list[ServeProcess] = []
+    others = code_of(n, compare, flip)
     try:
         launched = time.monotonic()
-        nodes = start_swarm(n, base, topology, random.Random(n))
+        nodes = start_swarm(n, base, topology, random.Random(n), environments(others, compare))
         startup = time.monotonic() - launched
         converged = wait_converged(nodes, timeout=60)
         per_receiver, complete = reach_samples(nodes, time.time(), rounds=6, pause=2.1)
@@ -180,6 +218,10 @@ def run(n: int, topology: str, idle_window: float) -> None:
             f"    node process alone  median {statistics.median(node_cpu):.2f} %, "
             f"max {max(node_cpu):.2f} %"
         )
+        if compare is not None:
+            seed = "the compared code" if others[0] else "this code"
+            print(f"  compared with {compare} (node 0 on {seed}):")
+            print(f"    {halves(cpu, others)}")
         sys.stdout.flush()
     finally:
         for node in nodes:
@@ -192,10 +234,16 @@ def main() -> None:
     parser.add_argument("sizes", nargs="*", type=int, default=[3, 10, 20])
     parser.add_argument("--topology", choices=["seed", "tree"], default="seed")
     parser.add_argument("--idle-window", type=float, default=10.0)
+    parser.add_argument("--compare", type=Path, help="another checkout of swarm to run on half")
+    parser.add_argument("--flip", action="store_true", help="the compared code on even nodes")
     args = parser.parse_args()
+    if args.compare is not None and not (args.compare / "swarm" / "__init__.py").is_file():
+        raise SystemExit(f"--compare {args.compare}: no swarm package there; give a checkout")
+    if args.compare is not None and min(args.sizes) < 3:
+        raise SystemExit("--compare needs at least 3 nodes (node 0 is left out of both halves)")
     print("swarm membership benchmark (separate processes on 127.0.0.1)")
     for n in args.sizes:
-        run(n, args.topology, args.idle_window)
+        run(n, args.topology, args.idle_window, args.compare, args.flip)
 
 
 if __name__ == "__main__":

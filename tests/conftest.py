@@ -19,7 +19,9 @@ SWARM = Path(sys.executable).with_name("swarm")
 class ServeProcess:
     """One `swarm serve` process; its stdout is collected line by line as it comes."""
 
-    def __init__(self, home: Path, *args: str, swarm_port: int = 0) -> None:
+    def __init__(
+        self, home: Path, *args: str, swarm_port: int = 0, env: dict[str, str] | None = None
+    ) -> None:
         self.home = home
         self.command = [
             str(SWARM),
@@ -39,7 +41,7 @@ class ServeProcess:
             *args,
         ]
         self.proc = subprocess.Popen(
-            self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            self.command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
         )
         self.stdout: list[str] = []
         self.stderr: list[str] = []
