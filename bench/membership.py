@@ -106,9 +106,7 @@ def code_of(n: int, compare: Path | None, flip: bool) -> list[bool]:
 
 def environments(others: list[bool], compare: Path | None) -> list[dict[str, str] | None]:
     """The other code comes first on the import path of the nodes that run it."""
-    if compare is None:
-        return [None] * len(others)
-    other = {**os.environ, "PYTHONPATH": str(compare)}
+    other = {**os.environ, "PYTHONPATH": str(compare)} if compare is not None else None
     return [other if it else None for it in others]
 
 
