@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import trio
+
+T = TypeVar("T")
+SLOW_STEP = 0.02  # seconds
 
 
 @asynccontextmanager
@@ -26,3 +31,32 @@ async def open_nursery() -> AsyncIterator[trio.Nursery]:
         if lone is group:
             raise
         raise lone from lone.__cause__
+
+
+class StepsOnLoop:
+    """Runs the blocking steps of one piece of work (packing or unpacking a result's
+    outputs, a chunk at a time) on the event loop while each is quick, and in a worker
+    thread from the first that is not.
+
+    A worker thread per small step costs more than the step itself: the thread and the busy
+    loop take turns at the GIL at every point where C code (zstd, a read, a write) lets it
+    go. Measured on 100 MiB results, the per-chunk threads cost 0.1-0.3 s more CPU and
+    11-24 % of the speed (docs/BENCHMARKS.md, 2026-11-29 evening). On the loop, the other
+    tasks get a turn after every step. A step slower than ``slow`` seconds (a slow disk, data
+    that decompresses a hundredfold) sends the rest to a thread, so the loop is held up once
+    at most.
+    """
+
+    def __init__(self, slow: float = SLOW_STEP) -> None:
+        self.slow = slow
+        self.in_thread = False
+
+    async def run(self, step: Callable[..., T], *args: object) -> T:
+        if self.in_thread:
+            return await trio.to_thread.run_sync(step, *args)
+        started = time.perf_counter()
+        result = step(*args)
+        if time.perf_counter() - started > self.slow:
+            self.in_thread = True
+        await trio.lowlevel.checkpoint()
+        return result

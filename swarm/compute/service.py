@@ -31,7 +31,7 @@ import trio
 from swarm.compute.inputs import input_facts
 from swarm.compute.provision import DEFAULT_FETCH_CAP, prepare_mounts
 from swarm.compute.scratch import OUTPUTS, ScratchFolders
-from swarm.concurrency import open_nursery
+from swarm.concurrency import StepsOnLoop, open_nursery
 from swarm.config import Dataset
 from swarm.errors import SwarmError
 from swarm.executor import Executor, OutputChunk, RunResult, RunSpec
@@ -39,7 +39,7 @@ from swarm.jobspec import ResourceRequest
 from swarm.models import AllowedPath, Role
 from swarm.placement import Bid, Decline, NodeView, decide_bid, node_labels
 from swarm.protocol import Award, JobAnnounce, Log, Outputs, ResultEnd, RunEnd
-from swarm.storage.archive import pack
+from swarm.storage.archive import pack_steps
 from swarm.storage.blobs import BlobStore
 
 MAX_MODULE_SIZE = 256 * 1024 * 1024
@@ -235,8 +235,8 @@ class ComputeService:
 
 
 async def _send_outputs(folder: Path, results: ResultChannel) -> None:
-    """Send ``folder`` as an archive, packing the next chunk (in a thread) while the one
-    before it is on its way, so packing and sending overlap instead of taking turns."""
+    """Send ``folder`` as an archive, packing the next chunk while the one before it is on
+    its way, so packing and sending overlap instead of taking turns."""
     send, receive = trio.open_memory_channel[bytes](1)
     async with open_nursery() as nursery:
         nursery.start_soon(_pack_into, folder, send)
@@ -246,10 +246,12 @@ async def _send_outputs(folder: Path, results: ResultChannel) -> None:
 
 
 async def _pack_into(folder: Path, send: trio.MemorySendChannel) -> None:
-    chunks = pack(folder)
+    steps = pack_steps(folder)
+    packing = StepsOnLoop()  # each step on the loop while that stays quick
     async with send:
-        while (chunk := await trio.to_thread.run_sync(next, chunks, None)) is not None:
-            await send.send(chunk)
+        while (chunk := await packing.run(next, steps, None)) is not None:
+            if chunk:
+                await send.send(chunk)
 
 
 async def _forward_logs(receive: trio.MemoryReceiveChannel, results: ResultChannel) -> None:

@@ -16,26 +16,17 @@ feeds the session stops waiting for more.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import trio
 
+from swarm.concurrency import StepsOnLoop
 from swarm.errors import ProtocolError
 from swarm.executor import RunResult, RunStatus
 from swarm.lifecycle import ExecutionState
 from swarm.protocol import Log, Outputs, ResultEnd, RunEnd
 from swarm.requester.results import ResultWriter
 from swarm.requester.store import ExecutionRecord, JobStore
-
-# An outputs chunk is unpacked on the event loop, as it arrives, while that stays quick.
-# A worker thread per chunk costs more than the work itself here: the thread and the busy
-# loop take turns at the GIL at every point zstd or a write lets it go, and the stream
-# stutters meanwhile. With the chunks on the loop, 100 MiB results arrived 11-24 % faster,
-# on ~0.1-0.3 s less CPU each (docs/BENCHMARKS.md, 2026-11-29 evening). A chunk slower than
-# SLOW_FEED (a slow disk, or data that decompresses a hundredfold) sends the rest of that
-# result to a worker thread, so the loop is held up once at most.
-SLOW_FEED = 0.02  # seconds
 
 
 class ResultSession:
@@ -58,7 +49,7 @@ class ResultSession:
         self._on_lost = on_lost
         self._run_end: RunEnd | None = None
         self._unpacker = None
-        self._feed_in_thread = False
+        self._unpacking = StepsOnLoop()  # each chunk on the loop while that stays quick
         self._over = False
 
     @property
@@ -84,20 +75,9 @@ class ResultSession:
                 raise ProtocolError("outputs before the run ended")
             if self._unpacker is None:
                 self._unpacker = self.writer.outputs()
-            await self._feed(message.data)
+            await self._unpacking.run(self._unpacker.feed, message.data)
         elif isinstance(message, ResultEnd):
             self._finish()
-
-    async def _feed(self, data: bytes) -> None:
-        """Unpack one outputs chunk: on the loop while chunks are quick, else in a thread."""
-        if self._feed_in_thread:
-            await trio.to_thread.run_sync(self._unpacker.feed, data)
-            return
-        started = time.perf_counter()
-        self._unpacker.feed(data)
-        if time.perf_counter() - started > SLOW_FEED:
-            self._feed_in_thread = True
-        await trio.lowlevel.checkpoint()  # the loop's other tasks get their turn
 
     def _finish(self) -> None:
         end = self._run_end

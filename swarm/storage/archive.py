@@ -49,19 +49,30 @@ _TYPE_NAMES = {
 
 def pack(root: Path, *, chunk_size: int = CHUNK) -> Iterator[bytes]:
     """The tree under ``root`` as compressed chunks of about ``chunk_size`` bytes."""
+    return (chunk for chunk in pack_steps(root, chunk_size=chunk_size) if chunk)
+
+
+def pack_steps(root: Path, *, chunk_size: int = CHUNK) -> Iterator[bytes]:
+    """``pack`` in steps of bounded work, for a caller on an event loop: each step reads
+    about ``chunk_size`` bytes of the tree at most, and yields the next compressed chunk
+    if one is ready, else ``b""``."""
     if not root.is_dir() or root.is_symlink():
         raise StorageError(f"cannot pack {root}: it is not a directory")
     compressor = zstandard.ZstdCompressor(level=LEVEL, write_checksum=True).compressobj()
     pending: list[bytes] = []
-    size = 0
+    size = read = 0
     for piece in _tar_stream(root):
+        read += len(piece)
         out = compressor.compress(piece)
         if out:
             pending.append(out)
             size += len(out)
-            if size >= chunk_size:
-                yield b"".join(pending)
-                pending, size = [], 0
+        if size >= chunk_size:
+            yield b"".join(pending)
+            pending, size, read = [], 0, 0
+        elif read >= chunk_size:
+            yield b""
+            read = 0
     pending.append(compressor.flush())
     yield b"".join(pending)
 

@@ -1,5 +1,6 @@
-"""A result session takes an execution's outputs chunks: on the event loop while each is
-quick, in a worker thread once one is slow (a slow disk, a chunk that expands a lot)."""
+"""A result's outputs are packed (compute node) and unpacked (requester) a bounded step at
+a time on the event loop while each step is quick, and in a worker thread once one is slow
+(a slow disk, a chunk that expands a lot)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import threading
 import time
 
 import pytest
+import trio
 
+from swarm.compute import service
+from swarm.concurrency import SLOW_STEP, StepsOnLoop
 from swarm.jobspec import JobSpec
 from swarm.lifecycle import ExecutionState
 from swarm.protocol import Outputs, ResultEnd, RunEnd
-from swarm.requester import sessions
 from swarm.requester.results import ResultStore
 from swarm.requester.sessions import ResultSession
 from swarm.requester.store import JOBS_DB, JobStore
@@ -61,7 +64,7 @@ def feeds(monkeypatch):
 
     def recording_feed(self, chunk):
         if len(record["threads"]) in record["slow"]:
-            time.sleep(1.5 * sessions.SLOW_FEED)
+            time.sleep(1.5 * SLOW_STEP)
         record["threads"].append(threading.current_thread())
         feed(self, chunk)
 
@@ -100,3 +103,72 @@ async def test_after_a_slow_chunk_the_rest_go_to_a_worker_thread(session, chunks
     assert session.ended == [ExecutionState.COMPLETED]
     for name, data in files.items():
         assert (session.folder / "outputs" / name).read_bytes() == data
+
+
+async def test_steps_run_on_the_loop_until_one_is_slow():
+    steps = StepsOnLoop()
+    seen = []
+
+    def step(delay):
+        time.sleep(delay)
+        seen.append(threading.current_thread())
+        return delay
+
+    for delay in (0, 0, 1.5 * SLOW_STEP, 0, 0):
+        assert await steps.run(step, delay) == delay
+    assert seen[:3] == [threading.main_thread()] * 3
+    assert threading.main_thread() not in seen[3:]
+
+
+async def test_other_tasks_run_between_steps():
+    steps = StepsOnLoop()
+    order = []
+
+    async def other():
+        while True:
+            order.append("other")
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other)
+        for _ in range(3):
+            await steps.run(order.append, "step")
+        nursery.cancel_scope.cancel()
+    first, last = order.index("step"), len(order) - 1 - order[::-1].index("step")
+    assert "other" in order[first:last]
+
+
+def test_pack_steps_bound_the_reading_of_each_step(tmp_path):
+    """8 MiB of zeros compress to a few KiB: ``pack`` makes one chunk of them, in one go;
+    ``pack_steps`` reads them 1 MiB a step, with the same bytes in the end."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "zeros").write_bytes(bytes(8 << 20))
+    steps = list(archive.pack_steps(tmp_path / "src"))
+    assert len(steps) >= 8 and all(steps[-1:]) and not any(steps[:-1])
+    assert b"".join(steps) == b"".join(archive.pack(tmp_path / "src"))
+    archive.unpack(steps, tmp_path / "dst", max_bytes=1 << 30, max_entries=10)
+    assert (tmp_path / "dst" / "zeros").read_bytes() == bytes(8 << 20)
+
+
+async def test_the_compute_node_packs_on_the_loop(tmp_path, monkeypatch, chunks):
+    files, _ = chunks
+    threads = []
+
+    def recording_steps(root, **kw):
+        for step in archive.pack_steps(root, **kw):
+            threads.append(threading.current_thread())
+            yield step
+
+    monkeypatch.setattr(service, "pack_steps", recording_steps)
+
+    class Channel:
+        sent = []
+
+        async def send(self, message):
+            self.sent.append(message.data)
+
+    await service._send_outputs(tmp_path / "source", Channel())
+    assert len(threads) >= 3 and set(threads) == {threading.main_thread()}
+    archive.unpack(Channel.sent, tmp_path / "dst", max_bytes=1 << 30, max_entries=10)
+    for name, data in files.items():
+        assert (tmp_path / "dst" / name).read_bytes() == data
