@@ -195,8 +195,11 @@ class RunEnd:
 
 @dataclass(frozen=True)
 class Outputs:
+    """A piece of the /outputs archive (``swarm.storage.archive.stream_steps``)."""
+
     TYPE = "outputs"
     data: bytes
+    compressed: bool = True  # False: plain tar bytes of data that zstd could not shrink
 
 
 @dataclass(frozen=True)

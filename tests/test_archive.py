@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import random
 import subprocess
 import tarfile
 from pathlib import Path
@@ -14,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from swarm.errors import ProtocolError, StorageError
-from swarm.storage.archive import CHUNK, Unpacker, pack, unpack
+from swarm.storage.archive import CHUNK, PROBE, StreamChunk, Unpacker, pack, stream_steps, unpack
 
 BIG = 10**12
 
@@ -251,3 +252,71 @@ def test_global_pax_headers_are_refused(tmp_path):
     data = zstandard.ZstdCompressor().compress(buffer.getvalue())
     with pytest.raises(ProtocolError, match="unsupported type b'g'"):
         unpack([data], tmp_path / "d", max_bytes=9, max_entries=9)
+
+
+def stream_round_trip(source: Path, dest: Path) -> list[StreamChunk]:
+    chunks = [c for c in stream_steps(source) if c is not None]
+    with Unpacker(dest, max_bytes=BIG, max_entries=10_000) as unpacker:
+        for c in chunks:
+            unpacker.feed(c.data, c.compressed)
+    return chunks
+
+
+def test_the_result_stream_sends_noise_plain_and_text_compressed(tmp_path):
+    root = tmp_path / "outputs"
+    (root / "deep" / "er").mkdir(parents=True)
+    text = b"".join(b"word %d counted %d times\n" % (i % 97, i) for i in range(150_000))
+    noise = os.urandom(3 * CHUNK + 12345)
+    (root / "a-text.txt").write_bytes(text)
+    (root / "b-noise.bin").write_bytes(noise)
+    (root / "deep" / "c-text.txt").write_bytes(text[: CHUNK + 7])
+    (root / "deep" / "er" / "d-small").write_bytes(b"tiny")
+    chunks = stream_round_trip(root, tmp_path / "dest")
+    assert tree_of(tmp_path / "dest") == tree_of(root)
+    plain = sum(len(c.data) for c in chunks if not c.compressed)
+    packed = sum(len(c.data) for c in chunks if c.compressed)
+    assert len(noise) - 2 * PROBE <= plain <= len(noise)  # the noise, all but a probe's worth
+    assert packed < (len(text) + CHUNK) / 2  # the text, shrunk
+    kinds = [c.compressed for c in chunks]
+    assert kinds.index(False) > 0 and True in kinds[kinds.index(False) :]  # interleaved
+
+
+def test_the_result_stream_has_bounded_steps(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "zeros").write_bytes(bytes(8 * CHUNK))
+    steps = list(stream_steps(tmp_path / "src"))
+    assert len(steps) >= 8 and steps[-1] is not None and not any(steps[:-1])
+    stream_round_trip(tmp_path / "src", tmp_path / "dst")
+    assert (tmp_path / "dst" / "zeros").read_bytes() == bytes(8 * CHUNK)
+
+
+def test_plain_chunks_get_the_same_checks(tmp_path):
+    evil = hostile(member("../escape.txt", data=b"x" * 100))
+    tar_bytes = zstandard.ZstdDecompressor().decompressobj().decompress(evil)
+    with pytest.raises(ProtocolError, match="climbs out"):
+        with Unpacker(tmp_path / "dst", max_bytes=BIG, max_entries=10) as unpacker:
+            unpacker.feed(tar_bytes, compressed=False)
+    assert not (tmp_path / "escape.txt").exists()
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    files=st.lists(
+        st.tuples(st.booleans(), st.integers(0, 5 * CHUNK // 2)), min_size=1, max_size=4
+    ),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_any_mix_of_noise_and_text_round_trips_through_the_result_stream(
+    tmp_path_factory, files, seed
+):
+    """Frames end and plain pieces start at every kind of boundary: nothing is lost."""
+    work = tmp_path_factory.mktemp("mix")
+    noise = random.Random(seed).randbytes(5 * CHUNK // 2)
+    text = b"".join(b"line %d\n" % (i % 1000) for i in range(400_000))
+    for i, (is_noise, size) in enumerate(files):
+        (work / "src").mkdir(exist_ok=True)
+        (work / "src" / f"f{i}").write_bytes((noise if is_noise else text)[:size])
+    stream_round_trip(work / "src", work / "dst")
+    assert tree_of(work / "dst") == tree_of(work / "src")

@@ -62,11 +62,11 @@ def feeds(monkeypatch):
     record = {"threads": [], "slow": set()}
     feed = archive.Unpacker.feed
 
-    def recording_feed(self, chunk):
+    def recording_feed(self, chunk, compressed=True):
         if len(record["threads"]) in record["slow"]:
             time.sleep(1.5 * SLOW_STEP)
         record["threads"].append(threading.current_thread())
-        feed(self, chunk)
+        feed(self, chunk, compressed)
 
     monkeypatch.setattr(archive.Unpacker, "feed", recording_feed)
     return record
@@ -155,20 +155,22 @@ async def test_the_compute_node_packs_on_the_loop(tmp_path, monkeypatch, chunks)
     threads = []
 
     def recording_steps(root, **kw):
-        for step in archive.pack_steps(root, **kw):
+        for step in archive.stream_steps(root, **kw):
             threads.append(threading.current_thread())
             yield step
 
-    monkeypatch.setattr(service, "pack_steps", recording_steps)
+    monkeypatch.setattr(service, "stream_steps", recording_steps)
 
     class Channel:
         sent = []
 
         async def send(self, message):
-            self.sent.append(message.data)
+            self.sent.append(message)
 
     await service._send_outputs(tmp_path / "source", Channel())
     assert len(threads) >= 3 and set(threads) == {threading.main_thread()}
-    archive.unpack(Channel.sent, tmp_path / "dst", max_bytes=1 << 30, max_entries=10)
+    with archive.Unpacker(tmp_path / "dst", max_bytes=1 << 30, max_entries=10) as unpacker:
+        for message in Channel.sent:
+            unpacker.feed(message.data, message.compressed)
     for name, data in files.items():
         assert (tmp_path / "dst" / name).read_bytes() == data

@@ -39,7 +39,7 @@ from swarm.jobspec import ResourceRequest
 from swarm.models import AllowedPath, Role
 from swarm.placement import Bid, Decline, NodeView, decide_bid, node_labels
 from swarm.protocol import Award, JobAnnounce, Log, Outputs, ResultEnd, RunEnd
-from swarm.storage.archive import pack_steps
+from swarm.storage.archive import StreamChunk, stream_steps
 from swarm.storage.blobs import BlobStore
 
 MAX_MODULE_SIZE = 256 * 1024 * 1024
@@ -237,20 +237,20 @@ class ComputeService:
 async def _send_outputs(folder: Path, results: ResultChannel) -> None:
     """Send ``folder`` as an archive, packing the next chunk while the one before it is on
     its way, so packing and sending overlap instead of taking turns."""
-    send, receive = trio.open_memory_channel[bytes](1)
+    send, receive = trio.open_memory_channel[StreamChunk](1)
     async with open_nursery() as nursery:
         nursery.start_soon(_pack_into, folder, send)
         async with receive:
             async for chunk in receive:
-                await results.send(Outputs(chunk))
+                await results.send(Outputs(chunk.data, chunk.compressed))
 
 
 async def _pack_into(folder: Path, send: trio.MemorySendChannel) -> None:
-    steps = pack_steps(folder)
+    steps = stream_steps(folder)
     packing = StepsOnLoop()  # each step on the loop while that stays quick
     async with send:
-        while (chunk := await packing.run(next, steps, None)) is not None:
-            if chunk:
+        while (chunk := await packing.run(next, steps, False)) is not False:
+            if chunk is not None:
                 await send.send(chunk)
 
 

@@ -75,7 +75,7 @@ class ResultSession:
                 raise ProtocolError("outputs before the run ended")
             if self._unpacker is None:
                 self._unpacker = self.writer.outputs()
-            await self._unpacking.run(self._unpacker.feed, message.data)
+            await self._unpacking.run(self._unpacker.feed, message.data, message.compressed)
         elif isinstance(message, ResultEnd):
             self._finish()
 
