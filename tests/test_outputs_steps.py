@@ -8,6 +8,7 @@ import os
 import threading
 import time
 
+import httpx
 import pytest
 import trio
 
@@ -15,11 +16,15 @@ from swarm.compute import service
 from swarm.concurrency import SLOW_STEP, StepsOnLoop
 from swarm.jobspec import JobSpec
 from swarm.lifecycle import ExecutionState
+from swarm.node import open_node
 from swarm.protocol import Outputs, ResultEnd, RunEnd
+from swarm.requester import results as results_module
 from swarm.requester.results import ResultStore
 from swarm.requester.sessions import ResultSession
 from swarm.requester.store import JOBS_DB, JobStore
 from swarm.storage import archive
+from tests.guests import random_writer
+from tests.test_p2p_security import config
 
 SPEC = JobSpec.from_dict({"name": "out", "task": {"module": "sha256:" + "ab" * 32}})
 
@@ -174,3 +179,30 @@ async def test_the_compute_node_packs_on_the_loop(tmp_path, monkeypatch, chunks)
             unpacker.feed(message.data, message.compressed)
     for name, data in files.items():
         assert (tmp_path / "dst" / name).read_bytes() == data
+
+
+async def test_a_results_download_is_packed_on_the_loop(tmp_path, monkeypatch):
+    """`swarm get`'s archive: a hybrid node runs a guest that writes 3 MiB of noise; the
+    download's pack steps all ran on the event loop, and the archive holds the file."""
+    threads = []
+
+    def recording_steps(root, **kw):
+        for step in archive.pack_steps(root, **kw):
+            threads.append(threading.current_thread())
+            yield step
+
+    monkeypatch.setattr(results_module, "pack_steps", recording_steps)
+    async with open_node(config(tmp_path, "x")) as node:
+        headers = {"Authorization": f"Bearer {node.config.api_token}"}
+        async with httpx.AsyncClient(base_url=node.api_url, headers=headers, timeout=20) as client:
+            module = bytes(random_writer(3, "noise.bin", blocks=48))
+            digest = (await client.put("/api/v1/blobs", content=module)).json()["digest"]
+            job = (await client.post("/api/v1/jobs", json={"task": {"module": digest}})).json()
+            done = await client.get(f"/api/v1/jobs/{job['id']}/wait", params={"timeout": 15})
+            assert done.json()["state"] == "completed"
+            download = await client.get(f"/api/v1/jobs/{job['id']}/results")
+    assert download.status_code == 200
+    assert len(threads) >= 3 and set(threads) == {threading.main_thread()}
+    archive.unpack([download.content], tmp_path / "got", max_bytes=1 << 30, max_entries=10)
+    (noise,) = (tmp_path / "got").rglob("noise.bin")
+    assert noise.stat().st_size == 48 * 64 * 1024

@@ -24,13 +24,14 @@ validation and response encoding would cost more than the routes' own work.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from swarm.concurrency import StepsOnLoop
 from swarm.errors import ConfigError, NotFound, SwarmError
 from swarm.jobspec import JobSpec
 from swarm.lifecycle import parse_job_state
@@ -241,12 +242,21 @@ async def _guard_async(awaitable):
         raise HTTPException(400, str(exc)) from None
 
 
-def _archive(chunks, filename: str) -> StreamingResponse:
+def _archive(steps: Iterator[bytes], filename: str) -> StreamingResponse:
     return StreamingResponse(
-        chunks,
+        _packed_on_loop(steps),
         media_type="application/zstd",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
+
+
+async def _packed_on_loop(steps: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """The archive's chunks, packed a step at a time on the loop while steps are quick
+    (``StepsOnLoop``): Starlette would hand each ``next`` to a worker thread."""
+    packing = StepsOnLoop()
+    while (chunk := await packing.run(next, steps, None)) is not None:
+        if chunk:
+            yield chunk
 
 
 def _time(t: float) -> str:

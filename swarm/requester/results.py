@@ -24,7 +24,7 @@ from typing import BinaryIO
 from swarm.errors import ConfigError, NotFound, ProtocolError, StorageError
 from swarm.executor.local import EXIT_CODE, OUTPUTS, STDERR, STDOUT
 from swarm.jobspec import OutputCaps
-from swarm.storage.archive import Unpacker, pack
+from swarm.storage.archive import Unpacker, pack_steps
 
 STREAMS = (STDOUT, STDERR)
 _ID = re.compile(r"[0-9a-f][0-9a-f-]{0,63}")
@@ -126,15 +126,16 @@ class ResultStore:
             return b""
 
     def archive(self, job_id: str, execution_id: str) -> Iterator[bytes]:
-        """One execution's folder as a ``.tar.zst`` stream, for download."""
-        return pack(self._existing(job_id, execution_id))
+        """One execution's folder as a ``.tar.zst`` stream, for download, in steps of
+        bounded work (``pack_steps``: b"" for a step with nothing ready)."""
+        return pack_steps(self._existing(job_id, execution_id))
 
     def archive_job(self, job_id: str) -> Iterator[bytes]:
-        """Every execution's folder of a job, one directory each, as a ``.tar.zst`` stream."""
+        """Every execution's folder of a job, one directory each, as ``archive`` does."""
         job_folder = self.root / _checked(job_id, "job")
         if not job_folder.is_dir():
             raise NotFound(f"job {job_id} has no results yet")
-        return pack(job_folder)
+        return pack_steps(job_folder)
 
     def _existing(self, job_id: str, execution_id: str) -> Path:
         folder = self.folder(job_id, execution_id)
