@@ -69,7 +69,7 @@ class ResultStore:
         """Start an execution's result afresh (a partial one from a cut stream is dropped)."""
         folder = self.folder(job_id, execution_id)
         try:
-            folder.parent.mkdir(exist_ok=True)
+            folder.parent.mkdir(parents=True, exist_ok=True)  # the store's folder too, if removed
             try:
                 folder.mkdir()
             except FileExistsError:

@@ -52,7 +52,7 @@ from typing import Protocol
 
 import trio
 
-from swarm.errors import ConfigError, NotFound, ProtocolError
+from swarm.errors import ConfigError, NotFound, ProtocolError, StorageError
 from swarm.jobspec import JobSpec, Target
 from swarm.lifecycle import ExecutionState, JobState
 from swarm.placement import Bid, Decline, short_peer_id
@@ -623,12 +623,20 @@ class RequesterService:
             raise ProtocolError(
                 f"execution {execution.id[:8]} is {execution.state}, not awaiting results"
             )
-        execution = self.store.set_execution_state(execution.id, ExecutionState.RUNNING)
         job = self.store.get_job(execution.job_id)
+        try:
+            writer = self.results.writer(job.id, execution.id, caps=job.spec.task.caps)
+        except StorageError as exc:  # e.g. a full disk: another node's run would not help
+            self.store.set_execution_state(execution.id, ExecutionState.FAILED, message=str(exc))
+            self._watched.pop(execution.id, None)
+            self._queue.freed()
+            self._fail(job, f"results cannot be stored on this node: {exc}")
+            raise
+        execution = self.store.set_execution_state(execution.id, ExecutionState.RUNNING)
         session = ResultSession(
             store=self.store,
             execution=execution,
-            writer=self.results.writer(job.id, execution.id, caps=job.spec.task.caps),
+            writer=writer,
             on_log=self._logged,
             on_end=self._execution_ended,
             on_lost=self._lose,
