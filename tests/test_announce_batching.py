@@ -19,8 +19,10 @@ class Gossip:
     def __init__(self, *, fail_first: bool = False) -> None:
         self.messages: list[list[str]] = []
         self.fail_first = fail_first
+        self.sending = trio.Event()  # set once the first send has begun
 
     async def send(self, message: JobAnnounces) -> None:
+        self.sending.set()
         await trio.sleep(0.01)  # a publish takes a while: more gather meanwhile
         if self.fail_first:
             self.fail_first = False
@@ -64,7 +66,7 @@ async def test_announces_sent_while_a_message_is_on_its_way_form_the_next_one():
     async with trio.open_nursery() as nursery:
         nursery.start_soon(batcher.run)
         nursery.start_soon(publish_all, batcher, ["a"], returned)
-        await trio.sleep(0.005)  # "a" is being sent
+        await gossip.sending.wait()  # "a" is being sent
         await publish_all(batcher, ["b", "c", "d"], returned)
         assert [sorted(m) for m in gossip.messages] == [["a"], ["b", "c", "d"]]
         nursery.cancel_scope.cancel()

@@ -15,7 +15,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from swarm.errors import ProtocolError, StorageError
-from swarm.storage.archive import CHUNK, PROBE, StreamChunk, Unpacker, pack, stream_steps, unpack
+from swarm.storage.archive import (
+    CHUNK,
+    PROBE,
+    STREAM_CHUNK_OUTPUT,
+    StreamChunk,
+    Unpacker,
+    pack,
+    stream_steps,
+    unpack,
+)
 
 BIG = 10**12
 
@@ -256,7 +265,8 @@ def test_global_pax_headers_are_refused(tmp_path):
 
 def stream_round_trip(source: Path, dest: Path) -> list[StreamChunk]:
     chunks = [c for c in stream_steps(source) if c is not None]
-    with Unpacker(dest, max_bytes=BIG, max_entries=10_000) as unpacker:
+    limit = STREAM_CHUNK_OUTPUT
+    with Unpacker(dest, max_bytes=BIG, max_entries=10_000, max_chunk_output=limit) as unpacker:
         for c in chunks:
             unpacker.feed(c.data, c.compressed)
     return chunks
@@ -320,3 +330,27 @@ def test_any_mix_of_noise_and_text_round_trips_through_the_result_stream(
         (work / "src" / f"f{i}").write_bytes((noise if is_noise else text)[:size])
     stream_round_trip(work / "src", work / "dst")
     assert tree_of(work / "dst") == tree_of(work / "src")
+
+
+def test_a_result_stream_chunk_stands_for_a_bounded_amount_of_tar(tmp_path):
+    """40 MiB of zeros compress to a few KiB. The result stream still ends a chunk every
+    16 MiB of them, so a requester may refuse a chunk that gives more than 32 MiB (a
+    bomb) and still take every honest stream; `pack` (downloads) makes one chunk of it."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "zeros").write_bytes(bytes(40 * CHUNK))
+    chunks = [c for c in stream_steps(tmp_path / "src") if c is not None]
+    assert len(chunks) >= 3 and all(c.compressed for c in chunks)
+    with Unpacker(
+        tmp_path / "ok", max_bytes=BIG, max_entries=10, max_chunk_output=STREAM_CHUNK_OUTPUT
+    ) as unpacker:
+        for c in chunks:
+            unpacker.feed(c.data, c.compressed)
+    assert (tmp_path / "ok" / "zeros").stat().st_size == 40 * CHUNK
+
+    (bomb,) = pack(tmp_path / "src")
+    with pytest.raises(ProtocolError, match="expands past"):
+        with Unpacker(
+            tmp_path / "no", max_bytes=BIG, max_entries=10, max_chunk_output=STREAM_CHUNK_OUTPUT
+        ) as unpacker:
+            unpacker.feed(bomb)
+    unpack([bomb], tmp_path / "download", max_bytes=BIG, max_entries=10)  # no such limit

@@ -24,7 +24,7 @@ from typing import BinaryIO
 from swarm.errors import ConfigError, NotFound, ProtocolError, StorageError
 from swarm.executor.local import EXIT_CODE, OUTPUTS, STDERR, STDOUT
 from swarm.jobspec import OutputCaps
-from swarm.storage.archive import Unpacker, pack_steps
+from swarm.storage.archive import STREAM_CHUNK_OUTPUT, Unpacker, pack_steps
 
 STREAMS = (STDOUT, STDERR)
 _ID = re.compile(r"[0-9a-f][0-9a-f-]{0,63}")
@@ -182,11 +182,14 @@ class ResultWriter:
             raise StorageError(f"cannot write {self.folder / EXIT_CODE}: {exc.strerror}") from exc
 
     def outputs(self) -> Unpacker:
-        """An Unpacker for the outputs archive, bounded by the job's caps."""
+        """An Unpacker for the outputs archive, bounded by the job's caps, and each
+        compressed chunk by what an honest packer puts in one (``STREAM_CHUNK_OUTPUT``):
+        a chunk is unpacked on the event loop, in bounded time."""
         return Unpacker(
             self.folder / OUTPUTS,
             max_bytes=self.caps.outputs,
             max_entries=self.caps.output_files,
+            max_chunk_output=STREAM_CHUNK_OUTPUT,
         )
 
     def empty_outputs(self) -> None:

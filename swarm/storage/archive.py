@@ -90,6 +90,12 @@ class StreamChunk:
 
 PROBE = 16 * 1024  # bytes of a piece that are compressed to judge the whole piece
 _WORTH_IT = 0.9  # a piece is compressed if its probe shrinks below this fraction
+# A result stream's compressed chunk never stands for more than STREAM_CHUNK_OUTPUT bytes
+# of tar, so a requester can refuse one that does and unpack every chunk in bounded time:
+# the packer ends a chunk after _STREAM_CHUNK_INPUT bytes of input, however well they
+# compress (a chunk's output also carries up to one CHUNK its decoder held back before).
+STREAM_CHUNK_OUTPUT = 32 * CHUNK
+_STREAM_CHUNK_INPUT = 16 * CHUNK
 
 
 def stream_steps(root: Path, *, chunk_size: int = CHUNK) -> Iterator[StreamChunk | None]:
@@ -107,7 +113,7 @@ def stream_steps(root: Path, *, chunk_size: int = CHUNK) -> Iterator[StreamChunk
     probe = zstandard.ZstdCompressor(level=LEVEL)  # its own context: zstd's is mid-frame
     compressor, fed = zstd.compressobj(), False
     pending: list[bytes] = []
-    size = read = 0
+    size = read = taken = 0  # compressed bytes waiting; input this step; input this chunk
     for piece in _tar_stream(root):
         read += len(piece)
         if len(piece) >= PROBE and len(probe.compress(piece[:PROBE])) > _WORTH_IT * PROBE:
@@ -115,17 +121,21 @@ def stream_steps(root: Path, *, chunk_size: int = CHUNK) -> Iterator[StreamChunk
                 pending.append(compressor.flush())
                 yield StreamChunk(b"".join(pending), True)
                 compressor, fed = zstd.compressobj(), False
-            pending, size, read = [], 0, 0
+            pending, size, read, taken = [], 0, 0, 0
             yield StreamChunk(bytes(piece), False)
             continue
         fed = True
+        taken += len(piece)
         out = compressor.compress(piece)
         if out:
             pending.append(out)
             size += len(out)
+        if taken >= _STREAM_CHUNK_INPUT:
+            pending.append(compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
+            size = chunk_size
         if size >= chunk_size:
             yield StreamChunk(b"".join(pending), True)
-            pending, size, read = [], 0, 0
+            pending, size, read, taken = [], 0, 0, 0
         elif read >= chunk_size:
             yield None
             read = 0
@@ -207,7 +217,9 @@ class Unpacker:
     directories 0755 whatever the archive says; modification times are not restored.
     """
 
-    def __init__(self, dest: Path, *, max_bytes: int, max_entries: int) -> None:
+    def __init__(
+        self, dest: Path, *, max_bytes: int, max_entries: int, max_chunk_output: int | None = None
+    ) -> None:
         try:
             dest.mkdir(parents=True, exist_ok=True)
             if any(dest.iterdir()):
@@ -216,6 +228,7 @@ class Unpacker:
             raise StorageError(f"cannot unpack into {dest}: {exc.strerror}") from exc
         self.dest = dest
         self.max_bytes, self.max_entries = max_bytes, max_entries
+        self.max_chunk_output = max_chunk_output  # tar bytes one compressed chunk may give
         self._tar = _TarReader(self)
         self._stream = zstandard.ZstdDecompressor().stream_writer(
             self._tar, write_size=CHUNK, closefd=False
@@ -229,7 +242,12 @@ class Unpacker:
         if self._failed is not None:
             raise ProtocolError(f"archive already refused: {self._failed}")
         try:
-            (self._stream if compressed else self._tar).write(chunk)
+            if compressed:
+                self._tar.output_left = self.max_chunk_output
+                self._stream.write(chunk)
+            else:
+                self._tar.output_left = None
+                self._tar.write(chunk)
         except zstandard.ZstdError as exc:
             self._fail(ProtocolError(f"archive is not valid zstd data: {exc}"))
         except ProtocolError as exc:
@@ -280,9 +298,16 @@ class _TarReader:
         self._skip = 0  # padding still to skip
         self._zeros = 0  # zero blocks seen (two end the archive)
         self._trailer = 0
+        self.output_left: int | None = None  # bytes the chunk being fed may still give
         self.ended = False
 
     def write(self, data: bytes) -> int:
+        if self.output_left is not None:
+            self.output_left -= len(data)
+            if self.output_left < 0:
+                raise ProtocolError(
+                    f"a chunk of the archive expands past {self._owner.max_chunk_output} bytes"
+                )
         view, pos, end = memoryview(data), 0, len(data)
         while pos < end:
             if self.ended:
