@@ -155,16 +155,23 @@ def test_pack_steps_bound_the_reading_of_each_step(tmp_path):
     assert (tmp_path / "dst" / "zeros").read_bytes() == bytes(8 << 20)
 
 
-async def test_the_compute_node_packs_on_the_loop(tmp_path, monkeypatch, chunks):
-    files, _ = chunks
+def record_threads(monkeypatch, module, name: str) -> list[threading.Thread]:
+    """Patch ``module.name`` (a step generator) to note the thread each step runs in."""
     threads = []
+    steps = getattr(module, name)
 
     def recording_steps(root, **kw):
-        for step in archive.stream_steps(root, **kw):
+        for step in steps(root, **kw):
             threads.append(threading.current_thread())
             yield step
 
-    monkeypatch.setattr(service, "stream_steps", recording_steps)
+    monkeypatch.setattr(module, name, recording_steps)
+    return threads
+
+
+async def test_the_compute_node_packs_on_the_loop(tmp_path, monkeypatch, chunks):
+    files, _ = chunks
+    threads = record_threads(monkeypatch, service, "stream_steps")
 
     class Channel:
         sent = []
@@ -184,14 +191,7 @@ async def test_the_compute_node_packs_on_the_loop(tmp_path, monkeypatch, chunks)
 async def test_a_results_download_is_packed_on_the_loop(tmp_path, monkeypatch):
     """`swarm get`'s archive: a hybrid node runs a guest that writes 3 MiB of noise; the
     download's pack steps all ran on the event loop, and the archive holds the file."""
-    threads = []
-
-    def recording_steps(root, **kw):
-        for step in archive.pack_steps(root, **kw):
-            threads.append(threading.current_thread())
-            yield step
-
-    monkeypatch.setattr(results_module, "pack_steps", recording_steps)
+    threads = record_threads(monkeypatch, results_module, "pack_steps")
     async with open_node(config(tmp_path, "x")) as node:
         headers = {"Authorization": f"Bearer {node.config.api_token}"}
         async with httpx.AsyncClient(base_url=node.api_url, headers=headers, timeout=20) as client:

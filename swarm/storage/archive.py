@@ -59,25 +59,8 @@ def pack_steps(root: Path, *, chunk_size: int = CHUNK) -> Iterator[bytes]:
     """``pack`` in steps of bounded work, for a caller on an event loop: each step reads
     about ``chunk_size`` bytes of the tree at most, and yields the next compressed chunk
     if one is ready, else ``b""``."""
-    if not root.is_dir() or root.is_symlink():
-        raise StorageError(f"cannot pack {root}: it is not a directory")
-    compressor = zstandard.ZstdCompressor(level=LEVEL, write_checksum=True).compressobj()
-    pending: list[bytes] = []
-    size = read = 0
-    for piece in _tar_stream(root):
-        read += len(piece)
-        out = compressor.compress(piece)
-        if out:
-            pending.append(out)
-            size += len(out)
-        if size >= chunk_size:
-            yield b"".join(pending)
-            pending, size, read = [], 0, 0
-        elif read >= chunk_size:
-            yield b""
-            read = 0
-    pending.append(compressor.flush())
-    yield b"".join(pending)
+    for step in _steps(root, chunk_size=chunk_size, plain=False, chunk_input=None):
+        yield b"" if step is None else step.data
 
 
 @dataclass(frozen=True)
@@ -107,6 +90,14 @@ def stream_steps(root: Path, *, chunk_size: int = CHUNK) -> Iterator[StreamChunk
     a decoder has given out all of a frame once it has read its end, which a flushed block
     does not ensure (python-zstandard's writer can hold the tail of one back).
     ``Unpacker.feed(data, compressed=...)`` takes the stream back."""
+    return _steps(root, chunk_size=chunk_size, plain=True, chunk_input=_STREAM_CHUNK_INPUT)
+
+
+def _steps(
+    root: Path, *, chunk_size: int, plain: bool, chunk_input: int | None
+) -> Iterator[StreamChunk | None]:
+    """The packer: with ``plain``, pieces that do not compress go plain; with
+    ``chunk_input``, a compressed chunk is ended after that many bytes of input."""
     if not root.is_dir() or root.is_symlink():
         raise StorageError(f"cannot pack {root}: it is not a directory")
     zstd = zstandard.ZstdCompressor(level=LEVEL, write_checksum=True)
@@ -116,7 +107,7 @@ def stream_steps(root: Path, *, chunk_size: int = CHUNK) -> Iterator[StreamChunk
     size = read = taken = 0  # compressed bytes waiting; input this step; input this chunk
     for piece in _tar_stream(root):
         read += len(piece)
-        if len(piece) >= PROBE and len(probe.compress(piece[:PROBE])) > _WORTH_IT * PROBE:
+        if plain and _shrinks_little(piece, probe):
             if fed:
                 pending.append(compressor.flush())
                 yield StreamChunk(b"".join(pending), True)
@@ -130,7 +121,7 @@ def stream_steps(root: Path, *, chunk_size: int = CHUNK) -> Iterator[StreamChunk
         if out:
             pending.append(out)
             size += len(out)
-        if taken >= _STREAM_CHUNK_INPUT:
+        if chunk_input is not None and taken >= chunk_input:
             pending.append(compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
             size = chunk_size
         if size >= chunk_size:
@@ -142,6 +133,10 @@ def stream_steps(root: Path, *, chunk_size: int = CHUNK) -> Iterator[StreamChunk
     if fed:
         pending.append(compressor.flush())
         yield StreamChunk(b"".join(pending), True)
+
+
+def _shrinks_little(piece: bytes, probe: zstandard.ZstdCompressor) -> bool:
+    return len(piece) >= PROBE and len(probe.compress(piece[:PROBE])) > _WORTH_IT * PROBE
 
 
 def _tar_stream(root: Path) -> Iterator[bytes]:
