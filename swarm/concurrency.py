@@ -44,19 +44,23 @@ class StepsOnLoop:
     11-24 % of the speed (docs/BENCHMARKS.md, 2026-11-29 evening). On the loop, the other
     tasks get a turn after every step. A step slower than ``slow`` seconds (a slow disk, data
     that decompresses a hundredfold) sends the rest to a thread, so the loop is held up once
-    at most.
+    at most; so does one that used more than ``slow_cpu`` seconds of CPU, if given (writes
+    into memory the machine has not touched yet cost ten times the usual on this VM, and
+    belong beside the loop, not on it).
     """
 
-    def __init__(self, slow: float = SLOW_STEP) -> None:
-        self.slow = slow
+    def __init__(self, slow: float = SLOW_STEP, *, slow_cpu: float | None = None) -> None:
+        self.slow, self.slow_cpu = slow, slow_cpu
         self.in_thread = False
 
     async def run(self, step: Callable[..., T], *args: object) -> T:
         if self.in_thread:
             return await trio.to_thread.run_sync(step, *args)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         result = step(*args)
-        if time.perf_counter() - started > self.slow:
+        if time.perf_counter() - started > self.slow or (
+            self.slow_cpu is not None and time.thread_time() - cpu > self.slow_cpu
+        ):
             self.in_thread = True
         await trio.lowlevel.checkpoint()
         return result

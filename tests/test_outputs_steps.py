@@ -19,6 +19,7 @@ from swarm.lifecycle import ExecutionState
 from swarm.node import open_node
 from swarm.protocol import Outputs, ResultEnd, RunEnd
 from swarm.requester import results as results_module
+from swarm.requester import sessions
 from swarm.requester.results import ResultStore
 from swarm.requester.sessions import ResultSession
 from swarm.requester.store import JOBS_DB, JobStore
@@ -30,7 +31,9 @@ SPEC = JobSpec.from_dict({"name": "out", "task": {"module": "sha256:" + "ab" * 3
 
 
 @pytest.fixture
-def session(tmp_path):
+def session(tmp_path, monkeypatch):
+    # These tests are about the wall-clock rule; a 256 KiB chunk's CPU stays far under this.
+    monkeypatch.setattr(sessions, "UNPACK_CPU", 0.05)
     ended = []
     with JobStore(tmp_path / JOBS_DB) as store:
         job = store.create_job(SPEC)
@@ -123,6 +126,22 @@ async def test_steps_run_on_the_loop_until_one_is_slow():
         assert await steps.run(step, delay) == delay
     assert seen[:3] == [threading.main_thread()] * 3
     assert threading.main_thread() not in seen[3:]
+
+
+async def test_a_step_that_uses_much_cpu_sends_the_rest_to_a_thread():
+    steps = StepsOnLoop(slow=10.0, slow_cpu=0.002)
+    seen = []
+
+    def step(burn):
+        until = time.thread_time() + burn
+        while time.thread_time() < until:
+            pass
+        seen.append(threading.current_thread())
+
+    for burn in (0, 0.006, 0, 0):
+        await steps.run(step, burn)
+    assert seen[:2] == [threading.main_thread()] * 2
+    assert threading.main_thread() not in seen[2:]
 
 
 async def test_other_tasks_run_between_steps():
