@@ -40,8 +40,9 @@ class StepsOnLoop:
 
     A worker thread per small step costs more than the step itself: the thread and the busy
     loop take turns at the GIL at every point where C code (zstd, a read, a write) lets it
-    go. Measured on 100 MiB results, the per-chunk threads cost 0.1-0.3 s more CPU and
-    11-24 % of the speed (docs/BENCHMARKS.md, 2026-11-29 evening). On the loop, the other
+    go. Measured on 100 MiB results on a busy host, per-chunk threads cost 0.1-0.3 s more
+    CPU and 11-24 % of the speed; on a quieter one the two came out level
+    (docs/BENCHMARKS.md, 2026-11-29 evening). On the loop, the other
     tasks get a turn after every step. A step slower than ``slow`` seconds (a slow disk, data
     that decompresses a hundredfold) sends the rest to a thread, so the loop is held up once
     at most; so does one that used more than ``slow_cpu`` seconds of CPU, if given (writes
