@@ -121,10 +121,10 @@ def _steps(
         if out:
             pending.append(out)
             size += len(out)
-        if chunk_input is not None and taken >= chunk_input:
+        full = chunk_input is not None and taken >= chunk_input
+        if full:  # everything taken so far must be decodable from this chunk
             pending.append(compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
-            size = chunk_size
-        if size >= chunk_size:
+        if full or size >= chunk_size:
             yield StreamChunk(b"".join(pending), True)
             pending, size, read, taken = [], 0, 0, 0
         elif read >= chunk_size:
