@@ -27,6 +27,9 @@ from swarm.jobspec import OutputCaps
 from swarm.storage.archive import STREAM_CHUNK_OUTPUT, Unpacker, pack_steps
 
 STREAMS = (STDOUT, STDERR)
+# Result files this large are written past the page cache: kept, and seldom read soon.
+# Smaller ones (a count.txt) stay cached for the `swarm get` that usually follows.
+DIRECT_MIN = 8 * 1024 * 1024
 _ID = re.compile(r"[0-9a-f][0-9a-f-]{0,63}")
 
 
@@ -184,12 +187,14 @@ class ResultWriter:
     def outputs(self) -> Unpacker:
         """An Unpacker for the outputs archive, bounded by the job's caps, and each
         compressed chunk by what an honest packer puts in one (``STREAM_CHUNK_OUTPUT``):
-        a chunk is unpacked on the event loop, in bounded time."""
+        a chunk is unpacked on the event loop, in bounded time. Files of ``DIRECT_MIN``
+        bytes or more are written past the page cache (``swarm.storage.direct``)."""
         return Unpacker(
             self.folder / OUTPUTS,
             max_bytes=self.caps.outputs,
             max_entries=self.caps.output_files,
             max_chunk_output=STREAM_CHUNK_OUTPUT,
+            direct_min=DIRECT_MIN,
         )
 
     def empty_outputs(self) -> None:

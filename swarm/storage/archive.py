@@ -21,6 +21,7 @@ bounded buffer, so a small hostile stream cannot expand into memory. Any violati
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import stat
 import tarfile
@@ -31,6 +32,7 @@ from pathlib import Path
 import zstandard
 
 from swarm.errors import ProtocolError, StorageError
+from swarm.storage import direct
 
 CHUNK = 1024 * 1024
 LEVEL = 1
@@ -210,10 +212,18 @@ class Unpacker:
 
     ``feed`` each chunk as it arrives, then ``close``. Files are created 0644 and
     directories 0755 whatever the archive says; modification times are not restored.
+    Files of ``direct_min`` bytes or more, if given, are written past the page cache
+    (``swarm.storage.direct``); ``direct_bytes`` says how much went that way.
     """
 
     def __init__(
-        self, dest: Path, *, max_bytes: int, max_entries: int, max_chunk_output: int | None = None
+        self,
+        dest: Path,
+        *,
+        max_bytes: int,
+        max_entries: int,
+        max_chunk_output: int | None = None,
+        direct_min: int | None = None,
     ) -> None:
         try:
             dest.mkdir(parents=True, exist_ok=True)
@@ -224,6 +234,8 @@ class Unpacker:
         self.dest = dest
         self.max_bytes, self.max_entries = max_bytes, max_entries
         self.max_chunk_output = max_chunk_output  # tar bytes one compressed chunk may give
+        self.direct_min = direct_min
+        self.direct_bytes = 0
         self._tar = _TarReader(self)
         self._stream = zstandard.ZstdDecompressor().stream_writer(
             self._tar, write_size=CHUNK, closefd=False
@@ -257,11 +269,13 @@ class Unpacker:
             raise ProtocolError(f"archive already refused: {self._failed}")
         if not self._tar.ended:
             self._fail(ProtocolError("archive ended early: the stream was cut off"))
+        self._tar.release()
         return UnpackSummary(files=self.files, directories=self.directories, bytes=self.bytes)
 
     def abort(self) -> None:
         """Close any half-written file; what was unpacked stays for the caller to remove."""
-        self._tar.close_file()
+        self._tar.close_file(finish=False)
+        self._tar.release()
 
     def _fail(self, error: ProtocolError) -> None:
         self._failed = error
@@ -289,6 +303,8 @@ class _TarReader:
         self._meta_budget = (owner.max_entries + 2) * _META_PER_ENTRY
         self._pending: dict[str, str] = {}  # from a pax or long-name entry, for the next one
         self._fd: int | None = None
+        self._direct: direct.DirectFile | None = None  # the open file, if written past the cache
+        self._direct_buffers: tuple[mmap.mmap, mmap.mmap] | None = None  # for large files
         self._left = 0  # bytes of the current entry's data still to come
         self._skip = 0  # padding still to skip
         self._zeros = 0  # zero blocks seen (two end the archive)
@@ -384,7 +400,7 @@ class _TarReader:
                 )
             owner.bytes += size
             owner.files += 1
-            self._open_file(relative)
+            self._open_file(relative, size)
             self._start_data(size)
         else:
             what = _TYPE_NAMES.get(kind, f"of unsupported type {kind!r}")
@@ -406,6 +422,9 @@ class _TarReader:
             self._meta += data
             return
         try:
+            if self._direct is not None:
+                self._direct.write(data)
+                return
             while data:
                 data = data[os.write(self._fd, data) :]
         except OSError as exc:
@@ -429,7 +448,7 @@ class _TarReader:
         except OSError as exc:
             raise StorageError(f"cannot create {path}: {exc.strerror}") from exc
 
-    def _open_file(self, relative: str) -> None:
+    def _open_file(self, relative: str, size: int) -> None:
         path = self._owner.dest / relative
         self._make_dirs(path.parent, relative.rpartition("/")[0])
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -439,11 +458,36 @@ class _TarReader:
             raise ProtocolError(f"archive holds {relative!r} twice") from None
         except OSError as exc:
             raise StorageError(f"cannot create {path}: {exc.strerror}") from exc
+        direct_min = self._owner.direct_min
+        if direct_min is not None and size >= direct_min:
+            if self._direct_buffers is None:
+                self._direct_buffers = direct.new_buffers()
+            self._direct = direct.DirectFile(self._fd, self._direct_buffers)
 
-    def close_file(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
+    def close_file(self, *, finish: bool = True) -> None:
+        """Close the file being written; ``finish=False`` drops what is not written yet."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        writer, self._direct = self._direct, None
+        try:
+            if writer is not None:
+                if finish:
+                    writer.finish()
+                else:
+                    writer.abandon()
+                self._owner.direct_bytes += writer.direct_bytes
+        except OSError as exc:
+            raise StorageError(f"cannot write into {self._owner.dest}: {exc.strerror}") from exc
+        finally:
             os.close(fd)
+
+    def release(self) -> None:
+        """Give back the buffers of large files (the unpacking is over)."""
+        if self._direct_buffers is not None:
+            for buffer in self._direct_buffers:
+                buffer.close()
+            self._direct_buffers = None
 
 
 def _safe_name(name: str) -> str:

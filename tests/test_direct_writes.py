@@ -1,0 +1,206 @@
+"""Large result files are written past the page cache (O_DIRECT), byte for byte, and fall
+back to the page cache wherever O_DIRECT is refused."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import mmap
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from swarm.errors import StorageError
+from swarm.requester.results import DIRECT_MIN, ResultStore
+from swarm.storage import direct
+from swarm.storage.archive import Unpacker, stream_steps
+from swarm.storage.direct import ALIGN, BUFFER
+
+BIG = 10**12
+
+
+def o_direct_works(folder: Path) -> bool:
+    """Whether ``folder``'s file system takes an O_DIRECT write (asked without swarm)."""
+    probe = folder / ".probe"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o644)
+    except OSError:
+        return False
+    try:
+        with mmap.mmap(-1, ALIGN) as block:
+            return os.write(fd, block) == ALIGN
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+        probe.unlink()
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch) -> Path:
+    """A folder on a file system that takes O_DIRECT, on a disk taken to keep up with any
+    writer (the fall-back for a slow disk has a test of its own)."""
+    if not o_direct_works(tmp_path):
+        pytest.skip(f"the file system of {tmp_path} refuses O_DIRECT")
+    monkeypatch.setattr(direct, "FALL_BEHIND", float("inf"))
+    return tmp_path
+
+
+def unpack_stream(source: Path, dest: Path, *, direct_min: int | None, piece: int = 0) -> Unpacker:
+    """Unpack ``source``'s result stream into ``dest``, each chunk fed whole or, with
+    ``piece``, in pieces of that many bytes (as a plain tar stream)."""
+    unpacker = Unpacker(dest, max_bytes=BIG, max_entries=100, direct_min=direct_min)
+    for chunk in stream_steps(source):
+        if chunk is None:
+            continue
+        if piece and not chunk.compressed:
+            for i in range(0, len(chunk.data), piece):
+                unpacker.feed(chunk.data[i : i + piece], compressed=False)
+        else:
+            unpacker.feed(chunk.data, chunk.compressed)
+    unpacker.close()
+    return unpacker
+
+
+def noise_tree(root: Path, sizes: dict[str, int]) -> Path:
+    root.mkdir()
+    for name, size in sizes.items():
+        (root / name).write_bytes(os.urandom(size))
+    return root
+
+
+def same_files(a: Path, b: Path) -> bool:
+    names = sorted(p.name for p in a.iterdir())
+    return names == sorted(p.name for p in b.iterdir()) and all(
+        (a / n).read_bytes() == (b / n).read_bytes() for n in names
+    )
+
+
+def test_large_files_go_past_the_page_cache_and_small_ones_do_not(store):
+    big = 3 * BUFFER + 12345
+    source = noise_tree(store / "src", {"big.bin": big, "small.bin": 10_000})
+    unpacker = unpack_stream(source, store / "dest", direct_min=20_000)
+    assert same_files(source, store / "dest")
+    assert unpacker.direct_bytes == big - big % ALIGN  # the tail goes through the cache
+
+
+def test_without_direct_min_nothing_goes_past_the_page_cache(store):
+    source = noise_tree(store / "src", {"big.bin": 2 * BUFFER})
+    assert unpack_stream(source, store / "dest", direct_min=None).direct_bytes == 0
+
+
+@pytest.mark.parametrize(
+    "size",
+    [
+        2 * ALIGN,  # exactly direct_min
+        2 * ALIGN + 1,
+        BUFFER - 1,
+        BUFFER,
+        BUFFER + ALIGN,
+        BUFFER + ALIGN + 1,
+        2 * BUFFER - ALIGN + 7,
+    ],
+)
+@pytest.mark.parametrize("piece", [0, 511, 65_537])
+def test_every_size_and_feeding_round_trips(store, size, piece):
+    source = noise_tree(store / "src", {"a.bin": size, "b.bin": size + 3})
+    unpacker = unpack_stream(source, store / "dest", direct_min=2 * ALIGN, piece=piece)
+    assert same_files(source, store / "dest")
+    assert unpacker.direct_bytes == (size - size % ALIGN) + (size + 3 - (size + 3) % ALIGN)
+
+
+def test_a_file_system_that_refuses_o_direct_gets_the_file_through_the_cache(store, monkeypatch):
+    real_fcntl = direct.fcntl.fcntl
+
+    def refuse_o_direct(fd, command, arg=0):
+        if command == direct.fcntl.F_SETFL and arg & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_fcntl(fd, command, arg)
+
+    monkeypatch.setattr(direct.fcntl, "fcntl", refuse_o_direct)
+    source = noise_tree(store / "src", {"big.bin": 2 * BUFFER + 5})
+    unpacker = unpack_stream(source, store / "dest", direct_min=ALIGN)
+    assert same_files(source, store / "dest")
+    assert unpacker.direct_bytes == 0
+
+
+def test_a_write_refused_halfway_finishes_through_the_cache(store, monkeypatch):
+    real_write = os.write
+    writes = []
+
+    def refuse_the_second(fd, data):
+        writes.append(len(data))
+        if len(writes) == 2:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(direct.os, "write", refuse_the_second)
+    source = noise_tree(store / "src", {"big.bin": 3 * BUFFER + 100})
+    unpacker = unpack_stream(source, store / "dest", direct_min=ALIGN)
+    assert same_files(source, store / "dest")
+    assert unpacker.direct_bytes == BUFFER  # the first write only
+
+
+def test_a_full_disk_is_a_storage_error_and_leaves_no_file_open(store, monkeypatch):
+    def disk_full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(direct.os, "write", disk_full)
+    source = noise_tree(store / "src", {"big.bin": 2 * BUFFER})
+    open_before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(StorageError, match="No space left"):
+        unpack_stream(source, store / "dest", direct_min=ALIGN)
+    assert len(os.listdir("/proc/self/fd")) == open_before
+
+
+def test_the_requesters_result_store_writes_large_outputs_past_the_cache(store):
+    source = noise_tree(store / "src", {"big.bin": DIRECT_MIN + 1, "count.txt": 30})
+    writer = ResultStore(store / "results").writer("a1b2c3", "d4e5f6")
+    unpacker = writer.outputs()
+    for chunk in stream_steps(source):
+        if chunk is not None:
+            unpacker.feed(chunk.data, chunk.compressed)
+    unpacker.close()
+    writer.close()
+    assert same_files(source, writer.folder / "outputs")
+    assert unpacker.direct_bytes == DIRECT_MIN  # big.bin's whole blocks; count.txt cached
+
+
+def test_full_buffers_are_written_beside_the_caller(store, monkeypatch):
+    """The thread that unpacks (a node's event loop) does not wait for the disk: full
+    buffers are written by a helper thread; only the file's last piece by the caller."""
+    real_write = os.write
+    writers = []
+
+    def write(fd, data):
+        writers.append(threading.current_thread())
+        return real_write(fd, data)
+
+    monkeypatch.setattr(direct.os, "write", write)
+    source = noise_tree(store / "src", {"big.bin": 3 * BUFFER + 100})
+    unpack_stream(source, store / "dest", direct_min=ALIGN)
+    assert same_files(source, store / "dest")
+    me = threading.current_thread()
+    assert len(writers) == 4 and me not in writers[:3] and writers[3] is me
+
+
+def test_a_disk_slower_than_its_writer_gets_the_rest_of_the_file_through_the_cache(
+    store, monkeypatch
+):
+    real_write = os.write
+    monkeypatch.setattr(direct, "FALL_BEHIND", 0.005)
+
+    def slow_disk(fd, data):
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            time.sleep(0.05)  # a 1 MiB write at 20 MB/s; the caller fills a buffer at once
+        return real_write(fd, data)
+
+    monkeypatch.setattr(direct.os, "write", slow_disk)
+    source = noise_tree(store / "src", {"big.bin": 6 * BUFFER})
+    unpacker = unpack_stream(source, store / "dest", direct_min=ALIGN)
+    assert same_files(source, store / "dest")
+    # the first buffer went past the cache; the caller then waited for it: the rest did not
+    assert unpacker.direct_bytes == BUFFER
