@@ -1,5 +1,5 @@
-"""Large result files are written past the page cache (O_DIRECT), byte for byte, and fall
-back to the page cache wherever O_DIRECT is refused."""
+"""Large result files go past the page cache (O_DIRECT) where writing into it is dear,
+byte for byte, and back through it wherever O_DIRECT is refused or the disk falls behind."""
 
 from __future__ import annotations
 
@@ -41,12 +41,19 @@ def o_direct_works(folder: Path) -> bool:
 
 @pytest.fixture
 def store(tmp_path, monkeypatch) -> Path:
-    """A folder on a file system that takes O_DIRECT, on a disk taken to keep up with any
-    writer (the fall-back for a slow disk has a test of its own)."""
+    """A folder on a file system that takes O_DIRECT, where the page cache is taken to be
+    dear and the disk to keep up with any writer (the tests of those two rules set them)."""
     if not o_direct_works(tmp_path):
         pytest.skip(f"the file system of {tmp_path} refuses O_DIRECT")
+    monkeypatch.setattr(direct, "CACHE_CPU", -1.0)
     monkeypatch.setattr(direct, "FALL_BEHIND", float("inf"))
     return tmp_path
+
+
+def past_the_cache(size: int) -> int:
+    """Bytes of a ``size``-byte file written past a dear page cache: all whole blocks but
+    the first buffer's (its write is what finds the cache dear)."""
+    return max(0, size - size % ALIGN - BUFFER)
 
 
 def unpack_stream(source: Path, dest: Path, *, direct_min: int | None, piece: int = 0) -> Unpacker:
@@ -84,7 +91,7 @@ def test_large_files_go_past_the_page_cache_and_small_ones_do_not(store):
     source = noise_tree(store / "src", {"big.bin": big, "small.bin": 10_000})
     unpacker = unpack_stream(source, store / "dest", direct_min=20_000)
     assert same_files(source, store / "dest")
-    assert unpacker.direct_bytes == big - big % ALIGN  # the tail goes through the cache
+    assert unpacker.direct_bytes == past_the_cache(big) == 2 * BUFFER + 12288  # not the tail
 
 
 def test_without_direct_min_nothing_goes_past_the_page_cache(store):
@@ -109,7 +116,7 @@ def test_every_size_and_feeding_round_trips(store, size, piece):
     source = noise_tree(store / "src", {"a.bin": size, "b.bin": size + 3})
     unpacker = unpack_stream(source, store / "dest", direct_min=2 * ALIGN, piece=piece)
     assert same_files(source, store / "dest")
-    assert unpacker.direct_bytes == (size - size % ALIGN) + (size + 3 - (size + 3) % ALIGN)
+    assert unpacker.direct_bytes == past_the_cache(size) + past_the_cache(size + 3)
 
 
 def test_a_file_system_that_refuses_o_direct_gets_the_file_through_the_cache(store, monkeypatch):
@@ -129,19 +136,20 @@ def test_a_file_system_that_refuses_o_direct_gets_the_file_through_the_cache(sto
 
 def test_a_write_refused_halfway_finishes_through_the_cache(store, monkeypatch):
     real_write = os.write
-    writes = []
+    direct_writes = []
 
-    def refuse_the_second(fd, data):
-        writes.append(len(data))
-        if len(writes) == 2:
-            raise OSError(errno.EINVAL, "Invalid argument")
+    def refuse_the_second_direct_one(fd, data):
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            direct_writes.append(len(data))
+            if len(direct_writes) == 2:
+                raise OSError(errno.EINVAL, "Invalid argument")
         return real_write(fd, data)
 
-    monkeypatch.setattr(direct.os, "write", refuse_the_second)
-    source = noise_tree(store / "src", {"big.bin": 3 * BUFFER + 100})
+    monkeypatch.setattr(direct.os, "write", refuse_the_second_direct_one)
+    source = noise_tree(store / "src", {"big.bin": 4 * BUFFER + 100})
     unpacker = unpack_stream(source, store / "dest", direct_min=ALIGN)
     assert same_files(source, store / "dest")
-    assert unpacker.direct_bytes == BUFFER  # the first write only
+    assert unpacker.direct_bytes == BUFFER  # the second buffer only; the rest went back
 
 
 def test_a_full_disk_is_a_storage_error_and_leaves_no_file_open(store, monkeypatch):
@@ -166,7 +174,7 @@ def test_the_requesters_result_store_writes_large_outputs_past_the_cache(store):
     unpacker.close()
     writer.close()
     assert same_files(source, writer.folder / "outputs")
-    assert unpacker.direct_bytes == DIRECT_MIN  # big.bin's whole blocks; count.txt cached
+    assert unpacker.direct_bytes == past_the_cache(DIRECT_MIN + 1)  # none of count.txt
 
 
 def test_full_buffers_are_written_beside_the_caller(store, monkeypatch):
@@ -202,5 +210,33 @@ def test_a_disk_slower_than_its_writer_gets_the_rest_of_the_file_through_the_cac
     source = noise_tree(store / "src", {"big.bin": 6 * BUFFER})
     unpacker = unpack_stream(source, store / "dest", direct_min=ALIGN)
     assert same_files(source, store / "dest")
-    # the first buffer went past the cache; the caller then waited for it: the rest did not
+    # the second buffer went past the cache; the caller then waited for it: the rest did not
     assert unpacker.direct_bytes == BUFFER
+
+
+class CpuClock:
+    """``time`` for swarm.storage.direct, with each write into the page cache costing
+    ``per_write`` seconds of CPU."""
+
+    def __init__(self, per_write: float) -> None:
+        self.per_write, self.now = per_write, 0.0
+        self.perf_counter = time.perf_counter
+
+    def thread_time(self) -> float:
+        self.now += self.per_write / 2  # read before and after each write
+        return self.now
+
+
+@pytest.mark.parametrize(
+    "cpu_per_write, direct_bytes",
+    [(0.0002, 0), (0.0025, past_the_cache(5 * BUFFER))],  # as usual; cold memory on the VM
+)
+def test_the_page_cache_is_left_only_where_writing_into_it_is_dear(
+    store, monkeypatch, cpu_per_write, direct_bytes
+):
+    monkeypatch.setattr(direct, "CACHE_CPU", 0.001)
+    monkeypatch.setattr(direct, "time", CpuClock(cpu_per_write))
+    source = noise_tree(store / "src", {"big.bin": 5 * BUFFER})
+    unpacker = unpack_stream(source, store / "dest", direct_min=ALIGN)
+    assert same_files(source, store / "dest")
+    assert unpacker.direct_bytes == direct_bytes

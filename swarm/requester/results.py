@@ -27,8 +27,8 @@ from swarm.jobspec import OutputCaps
 from swarm.storage.archive import STREAM_CHUNK_OUTPUT, Unpacker, pack_steps
 
 STREAMS = (STDOUT, STDERR)
-# Result files this large are written past the page cache: kept, and seldom read soon.
-# Smaller ones (a count.txt) stay cached for the `swarm get` that usually follows.
+# Result files this large are written past the page cache where it is dear to write into
+# (swarm.storage.direct); smaller ones (a count.txt) always go through it.
 DIRECT_MIN = 8 * 1024 * 1024
 _ID = re.compile(r"[0-9a-f][0-9a-f-]{0,63}")
 
@@ -188,7 +188,7 @@ class ResultWriter:
         """An Unpacker for the outputs archive, bounded by the job's caps, and each
         compressed chunk by what an honest packer puts in one (``STREAM_CHUNK_OUTPUT``):
         a chunk is unpacked on the event loop, in bounded time. Files of ``DIRECT_MIN``
-        bytes or more are written past the page cache (``swarm.storage.direct``)."""
+        bytes or more may be written past the page cache (``swarm.storage.direct``)."""
         return Unpacker(
             self.folder / OUTPUTS,
             max_bytes=self.caps.outputs,

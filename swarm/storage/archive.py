@@ -212,8 +212,8 @@ class Unpacker:
 
     ``feed`` each chunk as it arrives, then ``close``. Files are created 0644 and
     directories 0755 whatever the archive says; modification times are not restored.
-    Files of ``direct_min`` bytes or more, if given, are written past the page cache
-    (``swarm.storage.direct``); ``direct_bytes`` says how much went that way.
+    Files of ``direct_min`` bytes or more, if given, are written past the page cache where
+    that is cheaper (``swarm.storage.direct``); ``direct_bytes`` says how much went so.
     """
 
     def __init__(
@@ -303,7 +303,7 @@ class _TarReader:
         self._meta_budget = (owner.max_entries + 2) * _META_PER_ENTRY
         self._pending: dict[str, str] = {}  # from a pax or long-name entry, for the next one
         self._fd: int | None = None
-        self._direct: direct.DirectFile | None = None  # the open file, if written past the cache
+        self._direct: direct.LargeFile | None = None  # the open file, if large
         self._direct_buffers: tuple[mmap.mmap, mmap.mmap] | None = None  # for large files
         self._left = 0  # bytes of the current entry's data still to come
         self._skip = 0  # padding still to skip
@@ -462,7 +462,7 @@ class _TarReader:
         if direct_min is not None and size >= direct_min:
             if self._direct_buffers is None:
                 self._direct_buffers = direct.new_buffers()
-            self._direct = direct.DirectFile(self._fd, self._direct_buffers)
+            self._direct = direct.LargeFile(self._fd, self._direct_buffers)
 
     def close_file(self, *, finish: bool = True) -> None:
         """Close the file being written; ``finish=False`` drops what is not written yet."""

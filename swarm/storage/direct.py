@@ -1,23 +1,27 @@
-"""Large files written past the page cache (O_DIRECT): the results a requester keeps.
+"""Large files written past the page cache (O_DIRECT) when the page cache is dear.
 
-A requester writes what its compute nodes send and keeps it. Through the page cache, a
-100 MiB result takes 100 MiB of memory that nobody reads soon, and pushes out the data
-the node serves to its jobs. Written with O_DIRECT, the bytes go from one reused, aligned
-buffer to the disk. Measured on the project VM (docs/BENCHMARKS.md, 2026-11-29 late):
-100 MiB cost ~0.005 s of CPU this way, against 0.02 s through the page cache into memory
-in use and 0.25 s into memory the VM has not touched yet. That VM hands free memory back
-to its host, so once results pile up, most writes are of the second kind.
+A requester writes what its compute nodes send, and keeps it. Through the page cache that
+normally costs little CPU (~0.02 s per 100 MiB), and a ``swarm get`` soon after is served
+from memory. On some machines it costs far more: on the project VM, memory the VM has not
+touched yet costs ~0.25 s of CPU per 100 MiB to write into, and the VM hands free memory
+back to its host, so once results pile up most writes are of that kind
+(docs/BENCHMARKS.md, 2026-11-29 late); a machine short of memory pays for reclaim the
+same way. Written with O_DIRECT instead, the bytes go from a reused, aligned buffer to
+the disk for ~0.005 s of CPU per 100 MiB, and nothing is pushed out of the page cache.
 
-A full buffer is written by a helper thread while the caller fills the other one, so the
-event loop that feeds a result does not wait for the disk (~0.6 ms per MiB here). A disk
-slower than what feeds it would hold the caller up at every buffer; the first wait longer
-than ``FALL_BEHIND`` sends the rest of the file through the page cache, which absorbs it.
+So a large file goes through the page cache a buffer at a time, and the first buffer
+whose write there costs more than ``CACHE_CPU`` of CPU (about five times the usual) sends
+the rest of the file past it. Each full buffer is written by a helper thread while the
+caller fills the other, so the event loop that feeds a result does not wait for the disk.
+A disk slower than what feeds it would hold the caller up at every buffer: the first wait
+longer than ``FALL_BEHIND`` sends the rest of the file back through the page cache, which
+absorbs it.
 
 O_DIRECT wants the buffer's address, the file offset and each length aligned; ``ALIGN``
-(4096) covers the disks in use. The last partial block goes through the page cache. A
-file system that refuses O_DIRECT (older tmpfs, some network file systems), or a write
-refused with EINVAL, means the file is written through the page cache from there on:
-never a failure of its own.
+(4096) covers the disks in use, and buffers are whole multiples of it. The last partial
+block goes through the page cache. A file system that refuses O_DIRECT (older tmpfs,
+some network file systems), or a write refused with EINVAL, means the page cache from
+there on: never a failure of its own.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 ALIGN = 4096
 BUFFER = 1 << 20  # bytes gathered before one write; a multiple of ALIGN
+CACHE_CPU = 0.001  # seconds of CPU for one buffer's write into the page cache: dear
 FALL_BEHIND = 0.005  # seconds: the caller waited this long for the disk once
 
 
@@ -50,16 +55,18 @@ def new_buffers() -> tuple[mmap.mmap, mmap.mmap]:
     return mmap.mmap(-1, BUFFER), mmap.mmap(-1, BUFFER)
 
 
-class DirectFile:
-    """Writes the file open on ``fd`` (empty, at offset 0) in ``ALIGN``-ed pieces from
-    ``buffers``, past the page cache where the file system allows it. ``finish`` writes
-    the rest, ``abandon`` waits for the write under way and drops the rest; then the
-    caller closes ``fd``."""
+class LargeFile:
+    """Writes the file open on ``fd`` (empty, at offset 0) a buffer at a time, each full
+    buffer by a helper thread. Through the page cache while a buffer's write there costs
+    under ``CACHE_CPU`` of CPU; past it (O_DIRECT) from the first that costs more, for the
+    rest of the file. ``finish`` writes the rest, ``abandon`` waits for the write under way
+    and drops the rest; then the caller closes ``fd``."""
 
     def __init__(self, fd: int, buffers: tuple[mmap.mmap, mmap.mmap]) -> None:
         self.fd = fd
-        self.direct = _set_direct(fd, True)
+        self.direct = False  # O_DIRECT is on
         self.direct_bytes = 0  # written past the page cache
+        self._may_go_direct = True  # until O_DIRECT is refused or the disk falls behind
         self._buffers = buffers
         self._buffer = buffers[0]
         self._fill = 0
@@ -80,7 +87,7 @@ class DirectFile:
         started = time.perf_counter()
         self._wait()
         if self.direct and time.perf_counter() - started > FALL_BEHIND:
-            self.direct = _set_direct(self.fd, False)  # the disk cannot keep up
+            self._stay_in_cache()  # the disk cannot keep up
         buffer, size = self._buffer, len(self._buffer)
         self._writing = _writer().submit(self._write_out, buffer, size)
         self._buffer = self._buffers[1] if buffer is self._buffers[0] else self._buffers[0]
@@ -100,7 +107,7 @@ class DirectFile:
             pass
 
     def finish(self) -> None:
-        """Write what the buffer holds: its whole blocks as before, the tail through the
+        """Write what the buffer holds: its whole blocks as the rest, the tail through the
         page cache (an O_DIRECT length must be a whole number of blocks)."""
         self._wait()
         whole = self._fill - self._fill % ALIGN
@@ -110,12 +117,12 @@ class DirectFile:
             self._buffer[: len(tail)] = tail
             self._fill = len(tail)
         if self._fill:
-            if self.direct:
-                self.direct = _set_direct(self.fd, False)
+            self._stay_in_cache()
             self._write_out(self._buffer, self._fill)
             self._fill = 0
 
     def _write_out(self, buffer: mmap.mmap, n: int) -> None:
+        cpu = time.thread_time()
         pending = memoryview(buffer)[:n]
         try:
             while pending:
@@ -126,13 +133,22 @@ class DirectFile:
                     # write): the rest goes through the page cache
                     if not (self.direct and exc.errno == errno.EINVAL):
                         raise
-                    self.direct = _set_direct(self.fd, False)
+                    self._stay_in_cache()
                     continue
                 if self.direct:
                     self.direct_bytes += written
                 pending = pending[written:]
         finally:
             pending.release()  # not left to a traceback: the buffer must be closable
+        if not self.direct and self._may_go_direct and n == len(buffer):
+            if time.thread_time() - cpu > CACHE_CPU:  # the page cache is dear here
+                self.direct = self._may_go_direct = _set_direct(self.fd, True)
+
+    def _stay_in_cache(self) -> None:
+        """The rest of the file goes through the page cache."""
+        self._may_go_direct = False
+        if self.direct:
+            self.direct = _set_direct(self.fd, False)
 
 
 def _set_direct(fd: int, on: bool) -> bool:
