@@ -141,8 +141,14 @@ def _shrinks_little(piece: bytes, probe: zstandard.ZstdCompressor) -> bool:
     return len(piece) >= PROBE and len(probe.compress(piece[:PROBE])) > _WORTH_IT * PROBE
 
 
+# Files this large are read by ``direct.read_chunks``: past the page cache where it does not
+# hold them (a large result written past it), with the next piece read meanwhile.
+_LARGE = 8 * CHUNK
+
+
 def _tar_stream(root: Path) -> Iterator[bytes]:
     buffer = bytearray(CHUNK)
+    large_buffers: tuple[mmap.mmap, mmap.mmap] | None = None
     for relative, path, dir_info in _walk(root, ""):
         if dir_info is not None:
             yield _header(relative, tarfile.DIRTYPE, 0, dir_info)
@@ -159,6 +165,16 @@ def _tar_stream(root: Path) -> Iterator[bytes]:
                 continue
             yield _header(relative, tarfile.REGTYPE, info.st_size, info)
             left = info.st_size
+            if left >= _LARGE:
+                if large_buffers is None:
+                    large_buffers = direct.new_buffers()
+                try:
+                    yield from direct.read_chunks(fd, left, large_buffers)
+                except EOFError:
+                    raise StorageError(f"{path} shrank while it was being packed") from None
+                except OSError as exc:
+                    raise StorageError(f"cannot read {path}: {exc.strerror}") from exc
+                left = 0
             while left:
                 n = source.readinto(memoryview(buffer)[: min(left, CHUNK)])
                 if not n:

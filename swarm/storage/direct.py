@@ -31,10 +31,11 @@ import fcntl
 import mmap
 import os
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 ALIGN = 4096
-BUFFER = 1 << 20  # bytes gathered before one write; a multiple of ALIGN
+BUFFER = 1 << 20  # bytes gathered before one write, or read at once; a multiple of ALIGN
 CACHE_CPU = 0.001  # seconds of CPU for one buffer's write into the page cache: dear
 FALL_BEHIND = 0.005  # seconds: the caller waited this long for the disk once
 
@@ -149,6 +150,85 @@ class LargeFile:
         self._may_go_direct = False
         if self.direct:
             self.direct = _set_direct(self.fd, False)
+
+
+def read_chunks(fd: int, size: int, buffers: tuple[mmap.mmap, mmap.mmap]) -> Iterator[memoryview]:
+    """The ``size`` bytes of the file open on ``fd``, a buffer at a time, each view valid
+    until the next is asked for. What the page cache holds is read from it; from the first
+    buffer's worth it does not hold (a file written past it), the rest of the file is read
+    past it too, the next buffer's read under way in a helper thread while the caller takes
+    this one. Reading such a file through the page cache would cost what writing it there
+    would have. Raises OSError (EIO, say), or EOFError if the file shrank."""
+    direct = False
+    reading: Future[int] | None = None
+    try:
+        for index, offset in enumerate(range(0, size, BUFFER)):
+            buffer = buffers[index % 2]
+            want = min(BUFFER, size - offset)
+            try:
+                if reading is not None:
+                    reading, done = None, reading
+                    got = done.result()
+                else:
+                    got = _read_cached(fd, buffer, want, offset)
+                    if got < want:
+                        direct = direct or _set_direct(fd, True)
+                        got = _read_at(fd, buffer, want, offset, direct)
+            except OSError as exc:  # a read past the cache refused: the rest through it
+                if not (direct and exc.errno == errno.EINVAL):
+                    raise
+                direct = _set_direct(fd, False)
+                got = _read_at(fd, buffer, want, offset, False)
+            if got < want:
+                raise EOFError(f"the file ended {size - offset - got} bytes early")
+            if direct and offset + BUFFER < size:
+                ahead = min(BUFFER, size - offset - BUFFER)
+                other = buffers[(index + 1) % 2]
+                reading = _writer().submit(_read_at, fd, other, ahead, offset + BUFFER, True)
+            with memoryview(buffer) as view:
+                yield view[:want]
+    finally:
+        if reading is not None:  # the caller gave up: the buffer stays in use till then
+            try:
+                reading.result()
+            except OSError:
+                pass
+        if direct:
+            _set_direct(fd, False)
+
+
+def _read_cached(fd: int, buffer: mmap.mmap, want: int, offset: int) -> int:
+    """Bytes read from the page cache at ``offset`` (0 for none), without waiting for the
+    disk; where that cannot be asked, bytes read as usual."""
+    with memoryview(buffer) as view:
+        part = view[:want]
+        try:
+            return os.preadv(fd, [part], offset, os.RWF_NOWAIT)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            return os.preadv(fd, [part], offset)
+        finally:
+            part.release()
+
+
+def _read_at(fd: int, buffer: mmap.mmap, want: int, offset: int, direct: bool) -> int:
+    """Read ``want`` bytes at ``offset`` (aligned) into ``buffer``; past the page cache, a
+    length rounded up to whole blocks (the file's end stops it). Bytes read."""
+    length = -(-want // ALIGN) * ALIGN if direct else want
+    with memoryview(buffer) as view:
+        part, got = view[:length], 0
+        try:
+            while got < want:
+                n = os.preadv(fd, [part[got:]], offset + got)
+                if not n:
+                    break
+                got += n
+        finally:
+            part.release()
+    return min(got, want)
 
 
 def _set_direct(fd: int, on: bool) -> bool:

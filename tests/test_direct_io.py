@@ -1,5 +1,6 @@
-"""Large result files go past the page cache (O_DIRECT) where writing into it is dear,
-byte for byte, and back through it wherever O_DIRECT is refused or the disk falls behind."""
+"""Large result files go past the page cache (O_DIRECT) where writing into it is dear, and
+are read back past it where it does not hold them: byte for byte, and through the cache
+wherever O_DIRECT is refused or the disk falls behind."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 from swarm.errors import StorageError
 from swarm.requester.results import DIRECT_MIN, ResultStore
 from swarm.storage import direct
-from swarm.storage.archive import Unpacker, stream_steps
+from swarm.storage.archive import Unpacker, pack, stream_steps, unpack
 from swarm.storage.direct import ALIGN, BUFFER
 
 BIG = 10**12
@@ -240,3 +241,109 @@ def test_the_page_cache_is_left_only_where_writing_into_it_is_dear(
     unpacker = unpack_stream(source, store / "dest", direct_min=ALIGN)
     assert same_files(source, store / "dest")
     assert unpacker.direct_bytes == direct_bytes
+
+
+def uncached(path: Path) -> Path:
+    """``path`` with its pages out of the page cache (as after a write past it)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    return path
+
+
+def read_all(path: Path, size: int | None = None) -> bytes:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size if size is None else size
+        return b"".join(bytes(c) for c in direct.read_chunks(fd, size, direct.new_buffers()))
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def direct_reads(monkeypatch) -> list[int]:
+    """Offsets read past the page cache, in the order asked."""
+    offsets: list[int] = []
+    real = direct._read_at
+
+    def spy(fd, buffer, want, offset, past_the_cache):
+        if past_the_cache:
+            offsets.append(offset)
+        return real(fd, buffer, want, offset, past_the_cache)
+
+    monkeypatch.setattr(direct, "_read_at", spy)
+    return offsets
+
+
+@pytest.mark.parametrize("size", [BUFFER, 3 * BUFFER + 5, 2 * BUFFER - ALIGN - 1])
+def test_a_file_the_page_cache_does_not_hold_is_read_past_it(store, direct_reads, size):
+    data = os.urandom(size)
+    (store / "f").write_bytes(data)
+    assert read_all(uncached(store / "f")) == data
+    assert direct_reads == list(range(0, size, BUFFER))
+
+
+def test_a_file_the_page_cache_holds_is_read_from_it(store, direct_reads):
+    data = os.urandom(3 * BUFFER + 5)
+    (store / "f").write_bytes(data)  # just written: in the cache
+    assert read_all(store / "f") == data
+    assert direct_reads == []
+
+
+def test_a_file_half_in_the_cache_is_read_past_it_from_where_the_cache_ends(store, direct_reads):
+    data = os.urandom(4 * BUFFER)
+    (store / "f").write_bytes(data)
+    uncached(store / "f")
+    fd = os.open(store / "f", os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # no read-ahead past what is read
+        os.pread(fd, BUFFER, 0)  # the first buffer's worth back in the cache
+    finally:
+        os.close(fd)
+    assert read_all(store / "f") == data
+    assert direct_reads == [BUFFER, 2 * BUFFER, 3 * BUFFER]
+
+
+def test_a_file_that_shrank_is_an_error(store):
+    (store / "f").write_bytes(os.urandom(2 * BUFFER))
+    with pytest.raises(EOFError):
+        read_all(uncached(store / "f"), size=3 * BUFFER)
+
+
+def test_reads_refused_past_the_cache_are_read_through_it(store, monkeypatch):
+    real = os.preadv
+
+    def refuse_o_direct(fd, buffers, offset, flags=0):
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(fd, buffers, offset, flags)
+
+    monkeypatch.setattr(direct.os, "preadv", refuse_o_direct)
+    data = os.urandom(3 * BUFFER + 17)
+    (store / "f").write_bytes(data)
+    assert read_all(uncached(store / "f")) == data
+
+
+def test_giving_up_a_read_past_the_cache_waits_for_the_read_under_way(store):
+    (store / "f").write_bytes(os.urandom(4 * BUFFER))
+    fd = os.open(uncached(store / "f"), os.O_RDONLY)
+    try:
+        chunks = direct.read_chunks(fd, 4 * BUFFER, direct.new_buffers())
+        next(chunks)  # the second buffer's read is now under way
+        chunks.close()
+        assert not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT  # and the fd as it was
+    finally:
+        os.close(fd)
+
+
+def test_a_large_result_written_past_the_cache_packs_and_round_trips(store, direct_reads):
+    """What ``swarm get`` does with it: the download packs it from the store."""
+    source = noise_tree(store / "src", {"big.bin": 9 * BUFFER + 3, "small.txt": 5})
+    unpacker = unpack_stream(source, store / "stored", direct_min=ALIGN)
+    assert unpacker.direct_bytes == past_the_cache(9 * BUFFER + 3)
+    unpack(pack(store / "stored"), store / "fetched", max_bytes=BIG, max_entries=10)
+    assert same_files(source, store / "fetched")
+    assert direct_reads[0] == BUFFER and len(direct_reads) == 9  # all but the cached first
