@@ -215,6 +215,24 @@ def test_a_disk_slower_than_its_writer_gets_the_rest_of_the_file_through_the_cac
     assert unpacker.direct_bytes == BUFFER
 
 
+def test_a_slow_write_into_the_page_cache_is_no_sign_of_a_slow_disk(store, monkeypatch):
+    """The wait for the write that found the cache dear (slow, as such writes are) does
+    not send the file back into the cache: only a wait for a write past it does."""
+    real_write = os.write
+    monkeypatch.setattr(direct, "FALL_BEHIND", 0.05)
+
+    def slow_cache(fd, data):
+        if not fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            time.sleep(0.1)
+        return real_write(fd, data)
+
+    monkeypatch.setattr(direct.os, "write", slow_cache)
+    source = noise_tree(store / "src", {"big.bin": 4 * BUFFER})
+    unpacker = unpack_stream(source, store / "dest", direct_min=ALIGN)
+    assert same_files(source, store / "dest")
+    assert unpacker.direct_bytes == past_the_cache(4 * BUFFER)
+
+
 class CpuClock:
     """``time`` for swarm.storage.direct, with each write into the page cache costing
     ``per_write`` seconds of CPU."""

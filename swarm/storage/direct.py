@@ -40,14 +40,7 @@ CACHE_CPU = 0.001  # seconds of CPU for one buffer's write into the page cache: 
 FALL_BEHIND = 0.005  # seconds: the caller waited this long for the disk once
 
 
-_writers: ThreadPoolExecutor | None = None
-
-
-def _writer() -> ThreadPoolExecutor:
-    global _writers
-    if _writers is None:
-        _writers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="swarm-direct")
-    return _writers
+_helpers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="swarm-direct")  # threads on use
 
 
 def new_buffers() -> tuple[mmap.mmap, mmap.mmap]:
@@ -72,6 +65,7 @@ class LargeFile:
         self._buffer = buffers[0]
         self._fill = 0
         self._writing: Future[None] | None = None  # the other buffer's write
+        self._writing_direct = False  # and whether it went past the page cache
 
     def write(self, data: memoryview) -> None:
         size = len(self._buffer)
@@ -85,12 +79,13 @@ class LargeFile:
 
     def _hand_over(self) -> None:
         """Have the full buffer written by a helper thread, and fill the other one."""
-        started = time.perf_counter()
+        started, direct_write = time.perf_counter(), self._writing_direct
         self._wait()
-        if self.direct and time.perf_counter() - started > FALL_BEHIND:
+        if direct_write and time.perf_counter() - started > FALL_BEHIND:
             self._stay_in_cache()  # the disk cannot keep up
         buffer, size = self._buffer, len(self._buffer)
-        self._writing = _writer().submit(self._write_out, buffer, size)
+        self._writing_direct = self.direct
+        self._writing = _helpers.submit(self._write_out, buffer, size)
         self._buffer = self._buffers[1] if buffer is self._buffers[0] else self._buffers[0]
         self._fill = 0
 
@@ -184,7 +179,7 @@ def read_chunks(fd: int, size: int, buffers: tuple[mmap.mmap, mmap.mmap]) -> Ite
             if direct and offset + BUFFER < size:
                 ahead = min(BUFFER, size - offset - BUFFER)
                 other = buffers[(index + 1) % 2]
-                reading = _writer().submit(_read_at, fd, other, ahead, offset + BUFFER, True)
+                reading = _helpers.submit(_read_at, fd, other, ahead, offset + BUFFER, True)
             with memoryview(buffer) as view:
                 yield view[:want]
     finally:
