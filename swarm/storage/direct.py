@@ -5,7 +5,7 @@ normally costs little CPU (~0.02 s per 100 MiB), and a ``swarm get`` soon after 
 from memory. On some machines it costs far more: on the project VM, memory the VM has not
 touched yet costs ~0.25 s of CPU per 100 MiB to write into, and the VM hands free memory
 back to its host, so once results pile up most writes are of that kind
-(docs/BENCHMARKS.md, 2026-11-29 late); a machine short of memory pays for reclaim the
+(docs/BENCHMARKS.md, 2026-11-29 late evening); a machine short of memory pays for reclaim the
 same way. Written with O_DIRECT instead, the bytes go from a reused, aligned buffer to
 the disk for ~0.005 s of CPU per 100 MiB, and nothing is pushed out of the page cache.
 
@@ -154,7 +154,7 @@ def read_chunks(fd: int, size: int, buffers: tuple[mmap.mmap, mmap.mmap]) -> Ite
     past it too, the next buffer's read under way in a helper thread while the caller takes
     this one. Reading such a file through the page cache would cost what writing it there
     would have. Raises OSError (EIO, say), or EOFError if the file shrank."""
-    direct = False
+    direct = refused = False  # reading past the page cache; that was refused
     reading: Future[int] | None = None
     try:
         for index, offset in enumerate(range(0, size, BUFFER)):
@@ -167,12 +167,12 @@ def read_chunks(fd: int, size: int, buffers: tuple[mmap.mmap, mmap.mmap]) -> Ite
                 else:
                     got = _read_cached(fd, buffer, want, offset)
                     if got < want:
-                        direct = direct or _set_direct(fd, True)
+                        direct = not refused and (direct or _set_direct(fd, True))
                         got = _read_at(fd, buffer, want, offset, direct)
             except OSError as exc:  # a read past the cache refused: the rest through it
                 if not (direct and exc.errno == errno.EINVAL):
                     raise
-                direct = _set_direct(fd, False)
+                direct, refused = _set_direct(fd, False), True
                 got = _read_at(fd, buffer, want, offset, False)
             if got < want:
                 raise EOFError(f"the file ended {size - offset - got} bytes early")
