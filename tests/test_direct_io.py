@@ -369,3 +369,17 @@ def test_a_large_result_written_past_the_cache_packs_and_round_trips(store, dire
     unpack(pack(store / "stored"), store / "fetched", max_bytes=BIG, max_entries=10)
     assert same_files(source, store / "fetched")
     assert direct_reads[0] == BUFFER and len(direct_reads) == 9  # all but the cached first
+
+
+def test_a_result_cut_off_mid_file_leaves_no_file_open(store):
+    """A stream that breaks during a large file (the session aborts its unpacker): the
+    write under way is waited for, and the file closed."""
+    source = noise_tree(store / "src", {"big.bin": 6 * BUFFER})
+    chunks = [c for c in stream_steps(source) if c is not None]
+    open_before = len(os.listdir("/proc/self/fd"))
+    unpacker = Unpacker(store / "dest", max_bytes=BIG, max_entries=10, direct_min=ALIGN)
+    for chunk in chunks[: len(chunks) // 2]:
+        unpacker.feed(chunk.data, chunk.compressed)
+    unpacker.abort()
+    assert len(os.listdir("/proc/self/fd")) == open_before
+    assert unpacker.direct_bytes > 0  # it was going past the cache when cut off
