@@ -12,13 +12,17 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from swarm.errors import StorageError
+from swarm.node import open_node
 from swarm.requester.results import DIRECT_MIN, ResultStore
 from swarm.storage import direct
 from swarm.storage.archive import Unpacker, pack, stream_steps, unpack
 from swarm.storage.direct import ALIGN, BUFFER
+from tests.guests import random_writer
+from tests.test_p2p_security import config
 
 BIG = 10**12
 
@@ -383,3 +387,42 @@ def test_a_result_cut_off_mid_file_leaves_no_file_open(store):
     unpacker.abort()
     assert len(os.listdir("/proc/self/fd")) == open_before
     assert unpacker.direct_bytes > 0  # it was going past the cache when cut off
+
+
+def xorshift_noise(blocks: int) -> bytes:
+    """What ``tests.guests.random_writer`` writes: 64 KiB blocks of xorshift64 noise."""
+    x, mask, out = 88172645463325252, (1 << 64) - 1, bytearray()
+    for _ in range(blocks * 8192):
+        x ^= (x << 13) & mask
+        x ^= x >> 7
+        x ^= (x << 17) & mask
+        out += x.to_bytes(8, "little")
+    return bytes(out)
+
+
+async def test_a_node_stores_a_large_result_past_the_cache_and_serves_it_back(store, monkeypatch):
+    """Through a real hybrid node: a guest writes 9 MiB of noise; the requester stores it
+    past the page cache, and `swarm get`'s download (read back past it) holds the guest's
+    bytes exactly."""
+    written = []
+    real_finish = direct.LargeFile.finish
+
+    def finish(self):
+        real_finish(self)
+        written.append(self.direct_bytes)
+
+    monkeypatch.setattr(direct.LargeFile, "finish", finish)
+    async with open_node(config(store, "x")) as node:
+        headers = {"Authorization": f"Bearer {node.config.api_token}"}
+        async with httpx.AsyncClient(base_url=node.api_url, headers=headers, timeout=20) as client:
+            module = bytes(random_writer(3, "noise.bin", blocks=144))
+            digest = (await client.put("/api/v1/blobs", content=module)).json()["digest"]
+            job = (await client.post("/api/v1/jobs", json={"task": {"module": digest}})).json()
+            done = await client.get(f"/api/v1/jobs/{job['id']}/wait", params={"timeout": 15})
+            assert done.json()["state"] == "completed"
+            download = await client.get(f"/api/v1/jobs/{job['id']}/results")
+    assert download.status_code == 200
+    assert written == [past_the_cache(144 * 65536)]
+    unpack([download.content], store / "got", max_bytes=BIG, max_entries=10)
+    (noise,) = (store / "got").rglob("noise.bin")
+    assert noise.read_bytes() == xorshift_noise(144)
