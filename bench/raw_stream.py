@@ -1,7 +1,8 @@
 """Baseline for result streaming: a raw libp2p stream between two processes on this host.
 
 `python bench/raw_stream.py` prints MB/s for 100 MiB sent in 1 MiB writes over one stream,
-with the same host setup swarm uses (Noise, yamux, TCP on 127.0.0.1). `bench/jobs.py`
+with the same host setup swarm uses (Noise, yamux, TCP on 127.0.0.1), read as swarm's
+framed streams read (``READ_SIZE`` at a time). `bench/jobs.py`
 takes single transfers from a ``RawStream`` between its own, so both figures are measured
 in the same minutes.
 """
@@ -23,6 +24,7 @@ from libp2p.peer.peerinfo import info_from_p2p_addr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from swarm.p2p.host import listen_addresses, open_host  # noqa: E402
+from swarm.p2p.streams import READ_SIZE  # noqa: E402
 
 PROTOCOL = TProtocol("/swarm-bench/raw/1.0.0")
 SIZE = 100 * 1024 * 1024
@@ -35,7 +37,7 @@ async def serve() -> None:
         async def sink(stream) -> None:
             got = 0
             while got < SIZE:
-                data = await stream.read(CHUNK)
+                data = await stream.read(READ_SIZE)
                 if not data:
                     break
                 got += len(data)

@@ -30,7 +30,11 @@ from swarm.p2p.drops import DropCounter, DropReason
 
 M = TypeVar("M")
 T = TypeVar("T")
-READ_SIZE = 1 << 20
+# A read takes up to what a peer may have in flight (yamux's largest window, 16 MiB). With
+# a smaller read, py-libp2p copies what it returns twice (a slice of its buffer, then bytes
+# of the slice) and a busy stream takes more reads: 100 MiB results came 12-21 % faster
+# with this than with 1 MiB reads (docs/BENCHMARKS.md, 2026-11-29 late evening).
+READ_SIZE = 16 << 20
 logger = logging.getLogger(__name__)
 
 
