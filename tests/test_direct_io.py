@@ -12,17 +12,14 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from swarm.errors import StorageError
-from swarm.node import open_node
 from swarm.requester.results import DIRECT_MIN, ResultStore
 from swarm.storage import direct
 from swarm.storage.archive import Unpacker, pack, stream_steps, unpack
 from swarm.storage.direct import ALIGN, BUFFER
-from tests.guests import random_writer
-from tests.test_p2p_security import config
+from tests.test_outputs_steps import noise_job_download
 
 BIG = 10**12
 
@@ -412,17 +409,6 @@ async def test_a_node_stores_a_large_result_past_the_cache_and_serves_it_back(st
         written.append(self.direct_bytes)
 
     monkeypatch.setattr(direct.LargeFile, "finish", finish)
-    async with open_node(config(store, "x")) as node:
-        headers = {"Authorization": f"Bearer {node.config.api_token}"}
-        async with httpx.AsyncClient(base_url=node.api_url, headers=headers, timeout=20) as client:
-            module = bytes(random_writer(3, "noise.bin", blocks=144))
-            digest = (await client.put("/api/v1/blobs", content=module)).json()["digest"]
-            job = (await client.post("/api/v1/jobs", json={"task": {"module": digest}})).json()
-            done = await client.get(f"/api/v1/jobs/{job['id']}/wait", params={"timeout": 15})
-            assert done.json()["state"] == "completed"
-            download = await client.get(f"/api/v1/jobs/{job['id']}/results")
-    assert download.status_code == 200
+    noise = await noise_job_download(store, blocks=144)
     assert written == [past_the_cache(144 * 65536)]
-    unpack([download.content], store / "got", max_bytes=BIG, max_entries=10)
-    (noise,) = (store / "got").rglob("noise.bin")
     assert noise.read_bytes() == xorshift_noise(144)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -207,21 +208,29 @@ async def test_the_compute_node_packs_on_the_loop(tmp_path, monkeypatch, chunks)
         assert (tmp_path / "dst" / name).read_bytes() == data
 
 
-async def test_a_results_download_is_packed_on_the_loop(tmp_path, monkeypatch):
-    """`swarm get`'s archive: a hybrid node runs a guest that writes 3 MiB of noise; the
-    download's pack steps all ran on the event loop, and the archive holds the file."""
-    threads = record_threads(monkeypatch, results_module, "pack_steps")
-    async with open_node(config(tmp_path, "x")) as node:
+async def noise_job_download(home: Path, blocks: int) -> Path:
+    """Run a guest that writes ``blocks`` 64 KiB blocks of noise (``random_writer``) on a
+    hybrid node in ``home``, download the job's results as `swarm get` does, unpack them
+    under ``home / "got"``: the downloaded noise file."""
+    async with open_node(config(home, "x")) as node:
         headers = {"Authorization": f"Bearer {node.config.api_token}"}
         async with httpx.AsyncClient(base_url=node.api_url, headers=headers, timeout=20) as client:
-            module = bytes(random_writer(3, "noise.bin", blocks=48))
+            module = bytes(random_writer(3, "noise.bin", blocks=blocks))
             digest = (await client.put("/api/v1/blobs", content=module)).json()["digest"]
             job = (await client.post("/api/v1/jobs", json={"task": {"module": digest}})).json()
             done = await client.get(f"/api/v1/jobs/{job['id']}/wait", params={"timeout": 15})
             assert done.json()["state"] == "completed"
             download = await client.get(f"/api/v1/jobs/{job['id']}/results")
     assert download.status_code == 200
+    archive.unpack([download.content], home / "got", max_bytes=1 << 30, max_entries=10)
+    (noise,) = (home / "got").rglob("noise.bin")
+    return noise
+
+
+async def test_a_results_download_is_packed_on_the_loop(tmp_path, monkeypatch):
+    """`swarm get`'s archive: a hybrid node runs a guest that writes 3 MiB of noise; the
+    download's pack steps all ran on the event loop, and the archive holds the file."""
+    threads = record_threads(monkeypatch, results_module, "pack_steps")
+    noise = await noise_job_download(tmp_path, blocks=48)
     assert len(threads) >= 3 and set(threads) == {threading.main_thread()}
-    archive.unpack([download.content], tmp_path / "got", max_bytes=1 << 30, max_entries=10)
-    (noise,) = (tmp_path / "got").rglob("noise.bin")
     assert noise.stat().st_size == 48 * 64 * 1024
