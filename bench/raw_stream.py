@@ -2,7 +2,8 @@
 
 `python bench/raw_stream.py` prints MB/s for 100 MiB sent in 1 MiB writes over one stream,
 with the same host setup swarm uses (Noise, yamux, TCP on 127.0.0.1), read as swarm's
-framed streams read (``READ_SIZE`` at a time). `bench/jobs.py`
+framed streams read (``READ_SIZE`` at a time), with the C allocator set as `swarm serve`
+sets it (``swarm.allocator``). `bench/jobs.py`
 takes single transfers from a ``RawStream`` between its own, so both figures are measured
 in the same minutes.
 """
@@ -23,6 +24,7 @@ from libp2p.custom_types import TProtocol
 from libp2p.peer.peerinfo import info_from_p2p_addr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from swarm.allocator import keep_freed_memory  # noqa: E402
 from swarm.p2p.host import listen_addresses, open_host  # noqa: E402
 from swarm.p2p.streams import READ_SIZE  # noqa: E402
 
@@ -54,6 +56,7 @@ class RawStream:
     that single transfers can be taken between other measurements (``transfer``)."""
 
     def __enter__(self) -> RawStream:
+        keep_freed_memory()  # as `swarm serve` does, in both processes of the raw stream
         self._server = subprocess.Popen(
             [sys.executable, __file__, "serve"], stdout=subprocess.PIPE, text=True
         )
@@ -118,6 +121,7 @@ def measure() -> float:
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["serve"]:
+        keep_freed_memory()
         trio.run(serve)
     else:
         print(f"raw libp2p stream: {measure():.1f} MB/s (100 MiB, 1 MiB writes)")

@@ -13,6 +13,7 @@ import trio
 import typer
 
 from cli.errors import fail
+from swarm.allocator import keep_freed_memory
 from swarm.config import (
     DEFAULT_API_PORT,
     DEFAULT_HEARTBEAT,
@@ -120,6 +121,7 @@ def serve(
         from swarm.node import open_node
 
         configure_logging(os.environ.get("SWARM_LOG_LEVEL", "critical"))  # after libp2p's
+        keep_freed_memory()  # result frames reuse the heap instead of faulting pages in
         trio.run(run_until_signalled, open_node, config)
     except SwarmError as error:
         raise fail(str(error)) from None
