@@ -477,7 +477,7 @@ class _TarReader:
         direct_min = self._owner.direct_min
         if direct_min is not None and size >= direct_min:
             if self._direct_buffers is None:
-                self._direct_buffers = direct.new_buffers()
+                self._direct_buffers = direct.new_buffers(direct.WRITE_BUFFER)
             self._direct = direct.LargeFile(self._fd, self._direct_buffers)
 
     def close_file(self, *, finish: bool = True) -> None:

@@ -10,7 +10,7 @@ same way. Written with O_DIRECT instead, the bytes go from a reused, aligned buf
 the disk for ~0.005 s of CPU per 100 MiB, and nothing is pushed out of the page cache.
 
 So a large file goes through the page cache a buffer at a time, and the first buffer
-whose write there costs more than ``CACHE_CPU`` of CPU (about five times the usual) sends
+whose write there costs more than ``CACHE_CPU`` of CPU a MiB (about five times the usual) sends
 the rest of the file past it. Each full buffer is written by a helper thread while the
 caller fills the other, so the event loop that feeds a result does not wait for the disk.
 A disk slower than what feeds it would hold the caller up at every buffer: the first wait
@@ -35,24 +35,31 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 ALIGN = 4096
-BUFFER = 1 << 20  # bytes gathered before one write, or read at once; a multiple of ALIGN
-CACHE_CPU = 0.001  # seconds of CPU for one buffer's write into the page cache: dear
+MIB = 1 << 20
+BUFFER = MIB  # bytes read at once; a multiple of ALIGN
+# Bytes gathered before one write; a multiple of ALIGN. Each full buffer is a hand-over to
+# the helper thread, and the event loop and the helper then take turns at the GIL: with
+# 4 MiB buffers instead of 1 MiB, a requester's CPU per 100 MiB result fell by 0.13 s
+# (docs/BENCHMARKS.md, 2026-11-29 night).
+WRITE_BUFFER = 4 * MIB
+CACHE_CPU = 0.001  # seconds of CPU per MiB written into the page cache: dear
 FALL_BEHIND = 0.005  # seconds: the caller waited this long for the disk once
 
 
 _helpers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="swarm-direct")  # threads on use
 
 
-def new_buffers() -> tuple[mmap.mmap, mmap.mmap]:
-    """Two aligned buffers (an anonymous map starts on a page), to be reused file after
-    file: one fills while the other is written."""
-    return mmap.mmap(-1, BUFFER), mmap.mmap(-1, BUFFER)
+def new_buffers(size: int = BUFFER) -> tuple[mmap.mmap, mmap.mmap]:
+    """Two aligned buffers of ``size`` bytes (an anonymous map starts on a page), to be
+    reused file after file: one is filled or read while the other is written or read
+    ahead. ``WRITE_BUFFER`` for a ``LargeFile``, ``BUFFER`` for ``read_chunks``."""
+    return mmap.mmap(-1, size), mmap.mmap(-1, size)
 
 
 class LargeFile:
     """Writes the file open on ``fd`` (empty, at offset 0) a buffer at a time, each full
     buffer by a helper thread. Through the page cache while a buffer's write there costs
-    under ``CACHE_CPU`` of CPU; past it (O_DIRECT) from the first that costs more, for the
+    under ``CACHE_CPU`` of CPU a MiB; past it (O_DIRECT) from the first that costs more, for the
     rest of the file. ``finish`` writes the rest, ``abandon`` waits for the write under way
     and drops the rest; then the caller closes ``fd``."""
 
@@ -137,7 +144,7 @@ class LargeFile:
         finally:
             pending.release()  # not left to a traceback: the buffer must be closable
         if not self.direct and self._may_go_direct and n == len(buffer):
-            if time.thread_time() - cpu > CACHE_CPU:  # the page cache is dear here
+            if time.thread_time() - cpu > CACHE_CPU * n / MIB:  # the page cache is dear here
                 self.direct = self._may_go_direct = _set_direct(self.fd, True)
 
     def _stay_in_cache(self) -> None:
