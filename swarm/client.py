@@ -27,6 +27,7 @@ import select
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -245,16 +246,23 @@ class _Answer:
         return json.loads(self.body)
 
 
+# Seconds a connection may sit idle and still be reused. A node closes one idle for
+# swarm.api.server.KEEP_ALIVE (5 s); a request sent on one about to close would race the
+# close, and a submit cannot be sent again (the node may have taken it).
+IDLE_REUSE = 3.0
+
+
 class _Connections:
     """Keep-alive HTTP/1.1 connections to one node. A request takes an idle one (or opens
     one) for itself and gives it back once the answer is read, so threads can share them.
-    A connection the node has closed while it sat idle (its keep-alive timeout) is noticed
-    before use and replaced; a request that meets one closed in that very moment is sent
-    again on a new connection only if it changes nothing (GET, HEAD)."""
+    A connection idle for more than ``IDLE_REUSE`` is not reused, and one the node has
+    closed while it sat idle (a restart, say) is noticed before use and replaced; a
+    request that meets one closed in that very moment is sent again on a new connection
+    only if it changes nothing (GET, HEAD)."""
 
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
-        self._idle: list[http.client.HTTPConnection] = []
+        self._idle: list[tuple[http.client.HTTPConnection, float]] = []  # and when given back
         self._lock = threading.Lock()
         self._closed = False
 
@@ -299,19 +307,19 @@ class _Connections:
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
-        for connection in idle:
+        for connection, _ in idle:
             connection.close()
 
     def _take(self, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
-        with self._lock:
-            idle = self._idle.pop() if self._idle else None
-        while idle is not None:
-            if not _closed_by_peer(idle):
+        while True:
+            with self._lock:
+                if not self._idle:
+                    break
+                idle, since = self._idle.pop()
+            if time.monotonic() - since <= IDLE_REUSE and not _closed_by_peer(idle):
                 idle.sock.settimeout(timeout)
                 return idle, True
             idle.close()
-            with self._lock:
-                idle = self._idle.pop() if self._idle else None
         return http.client.HTTPConnection(self.host, self.port, timeout=timeout), False
 
     def _give_back(
@@ -322,7 +330,7 @@ class _Connections:
             return
         with self._lock:
             if not self._closed:
-                self._idle.append(connection)
+                self._idle.append((connection, time.monotonic()))
                 return
         connection.close()
 

@@ -15,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+import swarm.client
+from swarm.api import server
 from swarm.client import Client
 from swarm.errors import ApiError
 
@@ -118,6 +120,23 @@ def test_a_connection_the_node_closed_is_replaced(stand_in):
             assert client.submit({"n": round})["echo"] == {"n": round}  # not sent on it
             assert client.job("abcd")["id"] == "abcd"
     assert stand_in.connections == 4
+
+
+def test_a_connection_idle_for_long_is_not_reused(stand_in, monkeypatch):
+    """Not sent on just as the node's keep-alive timeout closes it (a submit sent so is
+    lost to the client: it cannot be sent again)."""
+    monkeypatch.setattr(swarm.client, "IDLE_REUSE", 0.2)
+    with client_of(stand_in) as client:
+        assert client.job("abcd")["id"] == "abcd"
+        assert client.job("abcd")["id"] == "abcd"  # at once: the same connection
+        assert stand_in.connections == 1
+        time.sleep(0.3)
+        assert client.submit({"n": 1})["echo"] == {"n": 1}
+    assert stand_in.connections == 2
+
+
+def test_connections_are_dropped_well_before_the_nodes_keep_alive_timeout():
+    assert swarm.client.IDLE_REUSE <= server.KEEP_ALIVE - 1
 
 
 def test_threads_can_share_a_client(stand_in):
