@@ -8,7 +8,7 @@
 3. Result streaming: 100 MB of /outputs from compute B to requester A, MB/s, against a
    raw libp2p stream between two hosts on the same machine: eleven transfers of each,
    taken in pairs one right after the other; the ratio is the median of the pairs'.
-   (On the shared 2-core machine single pairs range from 0.5 to 1.2 for the same code,
+   (On the shared 2-core machine single pairs range from 0.4 to 1.4 for the same code,
    and the median of five moved by 0.1 from run to run: docs/BENCHMARKS.md, 2026-11-29
    night.)
 Every node is a separate `swarm serve` process on 127.0.0.1.

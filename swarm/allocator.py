@@ -10,7 +10,7 @@ kernel must zero (and, on a VM that hands free memory back to its host, the host
 supply). ``keep_freed_memory`` fixes both thresholds: buffers up to ``MMAP_THRESHOLD``
 come from the heap, and up to ``TRIM_THRESHOLD`` of free heap is kept. Measured on the
 project VM (docs/BENCHMARKS.md, 2026-11-29 night): a compute node's page faults per 100 MiB
-result went from 20,000-28,000 to ~500, and its CPU per result down by 0.05-0.08 s (about
+result went from 17,000-29,000 to ~500, and its CPU per result down by 0.05-0.08 s (about
 a tenth); each process holds ~5 MiB more once results have gone through it.
 
 Only glibc has these knobs (``mallopt``); elsewhere, and when the user set glibc's own

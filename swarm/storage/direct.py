@@ -39,7 +39,7 @@ MIB = 1 << 20
 BUFFER = MIB  # bytes read at once; a multiple of ALIGN
 # Bytes gathered before one write; a multiple of ALIGN. Each full buffer is a hand-over to
 # the helper thread, and the event loop and the helper then take turns at the GIL: with
-# 4 MiB buffers instead of 1 MiB, a requester's CPU per 100 MiB result fell by 0.13 s
+# 4 MiB buffers instead of 1 MiB, a requester's CPU per 100 MiB result fell by 0.1-0.13 s
 # (docs/BENCHMARKS.md, 2026-11-29 night).
 WRITE_BUFFER = 4 * MIB
 CACHE_CPU = 0.001  # seconds of CPU per MiB written into the page cache: dear
